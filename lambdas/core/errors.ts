@@ -1,0 +1,49 @@
+/**
+ * The broker's error model. Every failure a caller can see is a BrokerError with a stable OAuth-style
+ * code; its HTTP status follows from the code, so the entry points never decide it themselves.
+ * Descriptions are written by the broker and never carry a secret, a token or an upstream body.
+ */
+export const errorStatus = {
+  invalid_request: 400,
+  invalid_scope: 400,
+  access_denied: 403,
+  unknown_client: 404,
+  not_found: 404,
+  method_not_allowed: 405,
+  server_error: 500,
+  upstream_error: 502,
+  unavailable: 503,
+  upstream_timeout: 504,
+} as const;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export interface OAuthErrorBody {
+  error: ErrorCode;
+  error_description: string;
+}
+
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, description: string, options?: { cause?: unknown }) {
+    super(description, options);
+    // Lambda reports a thrown error's name as the invocation's errorType, so the name is the code.
+    this.name = code;
+    this.code = code;
+  }
+
+  get status(): number {
+    return errorStatus[this.code];
+  }
+
+  toBody(): OAuthErrorBody {
+    return { error: this.code, error_description: this.message };
+  }
+}
+
+/** Anything that is not a BrokerError is a defect: callers learn nothing about it beyond that. */
+export function toBrokerError(error: unknown): BrokerError {
+  if (error instanceof BrokerError) return error;
+  return new BrokerError('server_error', 'the broker failed unexpectedly', { cause: error });
+}

@@ -1,0 +1,56 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
+import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
+import { SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
+import { defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
+import { ConfigError, parseClientRegistryJson } from '../core/config.js';
+import type { BrokerLogger, Clock, SecretSource } from '../core/ports.js';
+import { systemClock } from '../core/ports.js';
+import { environmentVariables } from './environment.js';
+
+export interface BrokerWiring {
+  logger: BrokerLogger;
+  clock?: Clock;
+  /** Replaces Secrets Manager, for the local dev server's embedded secrets. */
+  secrets?: SecretSource;
+  /** Plain http to loopback identity providers: the local dev server only. */
+  allowLoopbackHttp?: boolean;
+}
+
+/**
+ * The composition root: builds the broker from the environment the stack sets. SDK clients are created
+ * here once per container and without endpoints, so AWS_ENDPOINT_URL_DYNAMODB and
+ * AWS_ENDPOINT_URL_SECRETS_MANAGER can point them elsewhere.
+ */
+export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: BrokerWiring): TokenBroker {
+  const allowLoopbackHttp = wiring.allowLoopbackHttp === true;
+  const clients = parseClientRegistryJson(env[environmentVariables.clients], environmentVariables.clients, {
+    allowLoopbackHttp,
+  });
+  const tableName = env[environmentVariables.tableName];
+  if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
+  const refreshWindowSeconds = parseWindow(env[environmentVariables.refreshWindowSeconds]);
+  const clock = wiring.clock ?? systemClock;
+
+  return new TokenBroker({
+    clients,
+    clock,
+    logger: wiring.logger,
+    refreshWindowSeconds,
+    cache: new DynamoDbTokenCache(new DynamoDBClient({}), tableName),
+    secrets: wiring.secrets ?? new SecretsManagerSecretSource(new SecretsManagerClient({}), clock, wiring.logger),
+    endpoint: new OAuthTokenEndpoint({ clock, logger: wiring.logger, allowLoopbackHttp }),
+  });
+}
+
+function parseWindow(value: string | undefined): number {
+  if (value === undefined || value === '') return defaultRefreshWindowSeconds;
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds < 0) {
+    throw new ConfigError(
+      `${environmentVariables.refreshWindowSeconds} must be a non-negative whole number of seconds`,
+    );
+  }
+  return seconds;
+}

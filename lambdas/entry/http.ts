@@ -1,0 +1,84 @@
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { TokenBroker } from '../core/broker.js';
+import { BrokerError, toBrokerError } from '../core/errors.js';
+import type { BrokerLogger } from '../core/ports.js';
+import { logFailure, logServed } from './audit.js';
+
+export const tokenRoute = '/clients/{client}/token';
+const maxBodyBytes = 4096;
+const allowedBodyFields = new Set(['scope']);
+
+const baseHeaders = {
+  'Content-Type': 'application/json',
+  // RFC 6749 section 5.1: token responses must not be cached by anything in between.
+  'Cache-Control': 'no-store',
+  Pragma: 'no-cache',
+};
+
+/** API Gateway REST proxy event → broker → response. Every failure becomes an OAuth-style JSON body. */
+export async function handleHttpEvent(
+  event: APIGatewayProxyEvent,
+  broker: TokenBroker,
+  logger: BrokerLogger,
+): Promise<APIGatewayProxyResult> {
+  const caller = event.requestContext?.identity?.userArn ?? undefined;
+  const client = event.pathParameters?.client;
+  try {
+    const request = parseHttpRequest(event);
+    const result = await broker.getToken(request);
+    logServed(logger, { caller, channel: 'http', client: request.client, result });
+    return { statusCode: 200, headers: baseHeaders, body: JSON.stringify(result.response) };
+  } catch (thrown) {
+    const error = toBrokerError(thrown);
+    logFailure(logger, { caller, channel: 'http', client, error });
+    return { statusCode: error.status, headers: baseHeaders, body: JSON.stringify(error.toBody()) };
+  }
+}
+
+function parseHttpRequest(event: APIGatewayProxyEvent): { client: string; scope?: string } {
+  if (event.resource !== tokenRoute) throw new BrokerError('not_found', 'no such route');
+  if (event.httpMethod !== 'POST') throw new BrokerError('method_not_allowed', `${tokenRoute} accepts POST only`);
+  // API Gateway admits only SigV4-signed callers; an event without an IAM identity did not come through it.
+  if (!event.requestContext?.identity?.userArn) {
+    throw new BrokerError('access_denied', 'the request carries no IAM caller identity');
+  }
+  const client = event.pathParameters?.client;
+  if (typeof client !== 'string' || client === '') throw new BrokerError('invalid_request', 'the path names no client');
+  const scope = parseBody(event);
+  return scope === undefined ? { client } : { client, scope };
+}
+
+function parseBody(event: APIGatewayProxyEvent): string | undefined {
+  if (event.body === null || event.body === undefined || event.body === '') return undefined;
+  const contentType = headerValue(event.headers, 'content-type');
+  if (contentType !== undefined && !/^application\/json\s*(;.*)?$/i.test(contentType)) {
+    throw new BrokerError('invalid_request', 'the body must be application/json');
+  }
+  const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  if (Buffer.byteLength(text, 'utf8') > maxBodyBytes) {
+    throw new BrokerError('invalid_request', `the body is larger than ${maxBodyBytes} bytes`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new BrokerError('invalid_request', 'the body is not valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new BrokerError('invalid_request', 'the body must be a JSON object');
+  }
+  const unknown = Object.keys(parsed).filter((key) => !allowedBodyFields.has(key));
+  if (unknown.length > 0) throw new BrokerError('invalid_request', 'the body may only contain the field scope');
+  const scope = (parsed as { scope?: unknown }).scope;
+  if (scope === undefined) return undefined;
+  if (typeof scope !== 'string') throw new BrokerError('invalid_request', 'scope must be a string');
+  return scope;
+}
+
+function headerValue(headers: APIGatewayProxyEvent['headers'], name: string): string | undefined {
+  if (headers === null || headers === undefined) return undefined;
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === name) return value ?? undefined;
+  }
+  return undefined;
+}

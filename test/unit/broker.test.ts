@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TokenBroker } from '../../lambdas/core/broker.js';
+import type { ClientRegistry } from '../../lambdas/core/config.js';
+import { BrokerError } from '../../lambdas/core/errors.js';
+import {
+  deferred,
+  FakeClock,
+  FixedSecretSource,
+  MapTokenCache,
+  RecordingLogger,
+  ScriptedTokenEndpoint,
+} from '../support/fakes.js';
+
+const clients: ClientRegistry = {
+  bwell: {
+    wellKnownUrl: 'https://issuer.example/.well-known/openid-configuration',
+    secretName: 'token-broker/bwell',
+    scopes: ['system/*.read', 'system/*.write'],
+    defaultScope: 'system/*.read',
+  },
+  plain: {
+    wellKnownUrl: 'https://issuer.example/.well-known/openid-configuration',
+    secretName: 'token-broker/plain',
+    scopes: ['a', 'b'],
+  },
+};
+
+function setup(options: { refreshWindowSeconds?: number } = {}) {
+  const clock = new FakeClock();
+  const cache = new MapTokenCache();
+  const endpoint = new ScriptedTokenEndpoint();
+  const secrets = new FixedSecretSource({ clientId: 'id', clientSecret: 'secret' });
+  const logger = new RecordingLogger();
+  const newBroker = () => new TokenBroker({ clients, secrets, cache, endpoint, clock, logger, ...options });
+  return { clock, cache, endpoint, secrets, logger, broker: newBroker(), newBroker };
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: string) {
+  await assert.rejects(promise, (error: unknown) => error instanceof BrokerError && error.code === code);
+}
+
+describe('TokenBroker', () => {
+  it('fetches a token and answers with exactly the four fields callers get', async () => {
+    const { broker, endpoint } = setup();
+    const result = await broker.getToken({ client: 'bwell', scope: 'system/*.read' });
+    assert.deepEqual(result.response, {
+      access_token: 'token-1',
+      token_type: 'Bearer',
+      expires_in: 3600,
+      scope: 'system/*.read',
+    });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(endpoint.calls, 1);
+    assert.equal(endpoint.requests[0]?.credentials.clientSecret, 'secret');
+  });
+
+  it('serves repeated requests from memory without touching the table or the endpoint', async () => {
+    const { broker, endpoint, cache } = setup();
+    await broker.getToken({ client: 'bwell' });
+    const gets = cache.gets;
+    const second = await broker.getToken({ client: 'bwell' });
+    assert.equal(second.cache, 'memory');
+    assert.equal(endpoint.calls, 1);
+    assert.equal(cache.gets, gets);
+  });
+
+  it('uses the client default scope when none is asked for', async () => {
+    const { broker, endpoint } = setup();
+    const result = await broker.getToken({ client: 'bwell' });
+    assert.equal(endpoint.requests[0]?.scope, 'system/*.read');
+    assert.equal(result.response.scope, 'system/*.read');
+  });
+
+  it('sends no scope for a client without a default scope when none is asked for', async () => {
+    const { broker, endpoint } = setup();
+    await broker.getToken({ client: 'plain' });
+    assert.equal(endpoint.requests[0]?.scope, '');
+  });
+
+  it('shares one token between scope strings naming the same set', async () => {
+    const { broker, endpoint, cache } = setup();
+    await broker.getToken({ client: 'bwell', scope: 'system/*.write system/*.read system/*.read' });
+    const second = await broker.getToken({ client: 'bwell', scope: '  system/*.read   system/*.write' });
+    assert.equal(endpoint.calls, 1);
+    assert.equal(second.cache, 'memory');
+    assert.equal(endpoint.requests[0]?.scope, 'system/*.read system/*.write');
+    assert.deepEqual([...cache.items.keys()], ['bwell#system/*.read system/*.write']);
+  });
+
+  it('refuses an unknown client, including names inherited from Object.prototype', async () => {
+    const { broker, endpoint } = setup();
+    await rejectsWith(broker.getToken({ client: 'nobody' }), 'unknown_client');
+    await rejectsWith(broker.getToken({ client: '__proto__' }), 'unknown_client');
+    await rejectsWith(broker.getToken({ client: 'constructor' }), 'unknown_client');
+    assert.equal(endpoint.calls, 0);
+  });
+
+  it('refuses scopes the client is not allowed, malformed scopes and an empty scope', async () => {
+    const { broker, endpoint } = setup();
+    await rejectsWith(broker.getToken({ client: 'bwell', scope: 'system/*.read admin' }), 'invalid_scope');
+    await rejectsWith(broker.getToken({ client: 'bwell', scope: 'system/*.read\u0000' }), 'invalid_scope');
+    await rejectsWith(broker.getToken({ client: 'bwell', scope: 'system/*.réad' }), 'invalid_scope');
+    await rejectsWith(broker.getToken({ client: 'bwell', scope: 'x'.repeat(10_000) }), 'invalid_scope');
+    await rejectsWith(broker.getToken({ client: 'bwell', scope: '   ' }), 'invalid_scope');
+    assert.equal(endpoint.calls, 0);
+  });
+
+  it('reports the true remaining lifetime in whole seconds', async () => {
+    const { broker, clock } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance(1_500);
+    const later = await broker.getToken({ client: 'bwell' });
+    assert.equal(later.response.expires_in, 3598);
+  });
+
+  it('keeps serving while more than the refresh window remains', async () => {
+    const { broker, clock, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance((3600 - 60) * 1000);
+    const result = await broker.getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'memory');
+    assert.equal(result.response.expires_in, 60);
+    assert.equal(endpoint.calls, 1);
+  });
+
+  it('refreshes when inside the window', async () => {
+    const { broker, clock, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance((3600 - 60) * 1000 + 1);
+    const result = await broker.getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(result.response.access_token, 'token-2');
+    assert.equal(result.response.expires_in, 3600);
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('honours a configured refresh window', async () => {
+    const { broker, clock, endpoint } = setup({ refreshWindowSeconds: 300 });
+    await broker.getToken({ client: 'bwell' });
+    clock.advance((3600 - 300) * 1000 + 1);
+    await broker.getToken({ client: 'bwell' });
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('reads a token another container stored, without calling the endpoint', async () => {
+    const first = setup();
+    await first.broker.getToken({ client: 'bwell' });
+    const freshContainer = first.newBroker();
+    first.clock.advance(10_000);
+    const result = await freshContainer.getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'table');
+    assert.equal(result.response.access_token, 'token-1');
+    assert.equal(result.response.expires_in, 3590);
+    assert.equal(first.endpoint.calls, 1);
+  });
+
+  it('ignores a stored token that has expired but is not yet deleted by TTL', async () => {
+    const { broker, newBroker, clock, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance(3_600_000 + 5_000);
+    const result = await newBroker().getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('stores the token with its expiry as issue time plus expires_in', async () => {
+    const { broker, cache, clock } = setup();
+    const issuedAt = clock.now();
+    await broker.getToken({ client: 'bwell' });
+    const stored = cache.items.get('bwell#system/*.read');
+    assert.equal(stored?.issuedAt, issuedAt);
+    assert.equal(stored?.expiresAt, issuedAt + 3_600_000);
+  });
+
+  it('makes one upstream call for concurrent requests of the same key', async () => {
+    const { broker, endpoint } = setup();
+    const gate = deferred<void>();
+    endpoint.answerWith(async () => {
+      await gate.promise;
+      return { accessToken: 'shared', tokenType: 'Bearer', expiresIn: 3600, scope: 'system/*.read' };
+    });
+    const requests = Array.from({ length: 50 }, () => broker.getToken({ client: 'bwell' }));
+    gate.resolve();
+    const results = await Promise.all(requests);
+    assert.equal(endpoint.calls, 1);
+    assert.ok(results.every((result) => result.response.access_token === 'shared'));
+  });
+
+  it('makes separate calls for different keys', async () => {
+    const { broker, endpoint } = setup();
+    await Promise.all([
+      broker.getToken({ client: 'bwell', scope: 'system/*.read' }),
+      broker.getToken({ client: 'bwell', scope: 'system/*.write' }),
+      broker.getToken({ client: 'plain' }),
+    ]);
+    assert.equal(endpoint.calls, 3);
+  });
+
+  it('shares a failure among concurrent callers and never caches it', async () => {
+    const { broker, endpoint } = setup();
+    endpoint.answerWith(async () => {
+      throw new BrokerError('upstream_error', 'the token endpoint of client bwell refused the request');
+    });
+    const attempts = Array.from({ length: 5 }, () => broker.getToken({ client: 'bwell' }));
+    for (const attempt of attempts) await rejectsWith(attempt, 'upstream_error');
+    assert.equal(endpoint.calls, 1);
+
+    endpoint.answerWith(async () => ({
+      accessToken: 'recovered',
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      scope: undefined,
+    }));
+    const result = await broker.getToken({ client: 'bwell' });
+    assert.equal(result.response.access_token, 'recovered');
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('claims the scope the server granted, and the requested one when the server omits it', async () => {
+    const { broker, endpoint } = setup();
+    endpoint.answerWith(async () => ({
+      accessToken: 't',
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      scope: 'system/*.read',
+    }));
+    const narrowed = await broker.getToken({ client: 'bwell', scope: 'system/*.read system/*.write' });
+    assert.equal(narrowed.response.scope, 'system/*.read');
+
+    endpoint.answerWith(async () => ({ accessToken: 't', tokenType: 'Bearer', expiresIn: 3600, scope: undefined }));
+    const omitted = await broker.getToken({ client: 'bwell', scope: 'system/*.write' });
+    assert.equal(omitted.response.scope, 'system/*.write');
+  });
+
+  it('hands out a token shorter-lived than the window once, then fetches anew', async () => {
+    const { broker, endpoint } = setup();
+    endpoint.answerWith(async (_request, call) => ({
+      accessToken: `short-${call}`,
+      tokenType: 'Bearer',
+      expiresIn: 30,
+      scope: undefined,
+    }));
+    const first = await broker.getToken({ client: 'bwell' });
+    assert.equal(first.response.expires_in, 30);
+    const second = await broker.getToken({ client: 'bwell' });
+    assert.equal(second.response.access_token, 'short-2');
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('keeps serving through the endpoint when the shared cache fails, and logs it', async () => {
+    const { broker, endpoint, cache, logger } = setup();
+    cache.failing = true;
+    const result = await broker.getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    const again = await broker.getToken({ client: 'bwell' });
+    assert.equal(again.cache, 'memory');
+    assert.equal(endpoint.calls, 1);
+    assert.deepEqual(
+      logger.lines.map((line) => line.level),
+      ['warn', 'warn'],
+    );
+  });
+
+  it('rejects a refresh window that is not a whole number of seconds', () => {
+    assert.throws(() => setup({ refreshWindowSeconds: -1 }), RangeError);
+    assert.throws(() => setup({ refreshWindowSeconds: 1.5 }), RangeError);
+  });
+});
