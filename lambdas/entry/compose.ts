@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
-import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
+import { defaultUpstreamTimeoutMs, OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
 import { SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
 import { defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
@@ -30,7 +30,8 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   });
   const tableName = env[environmentVariables.tableName];
   if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
-  const refreshWindowSeconds = parseWindow(env[environmentVariables.refreshWindowSeconds]);
+  const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
+  const timeoutMs = wholeNumber(env, 'upstreamTimeoutMs', defaultUpstreamTimeoutMs, 1);
   const clock = wiring.clock ?? systemClock;
 
   return new TokenBroker({
@@ -40,17 +41,22 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     refreshWindowSeconds,
     cache: new DynamoDbTokenCache(new DynamoDBClient({}), tableName),
     secrets: wiring.secrets ?? new SecretsManagerSecretSource(new SecretsManagerClient({}), clock, wiring.logger),
-    endpoint: new OAuthTokenEndpoint({ clock, logger: wiring.logger, allowLoopbackHttp }),
+    endpoint: new OAuthTokenEndpoint({ clock, logger: wiring.logger, allowLoopbackHttp, timeoutMs }),
   });
 }
 
-function parseWindow(value: string | undefined): number {
-  if (value === undefined || value === '') return defaultRefreshWindowSeconds;
-  const seconds = Number(value);
-  if (!Number.isInteger(seconds) || seconds < 0) {
-    throw new ConfigError(
-      `${environmentVariables.refreshWindowSeconds} must be a non-negative whole number of seconds`,
-    );
+function wholeNumber(
+  env: NodeJS.ProcessEnv,
+  setting: keyof typeof environmentVariables,
+  fallback: number,
+  minimum: number,
+): number {
+  const variable = environmentVariables[setting];
+  const value = env[variable];
+  if (value === undefined || value === '') return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < minimum) {
+    throw new ConfigError(`${variable} must be a whole number of at least ${minimum}`);
   }
-  return seconds;
+  return number;
 }

@@ -1,0 +1,273 @@
+/**
+ * A local OpenID provider (panva's `oidc-provider`) issuing client-credentials tokens, used by the tests
+ * (over TLS, with the certificate test/run-tests.ts generates) and by the local dev server (plain http on
+ * 127.0.0.1; never expose it).
+ *
+ * Like Amazon Cognito, whose issuer lives on cognito-idp.amazonaws.com while its token endpoint lives on
+ * <domain>.amazoncognito.com, the discovery document advertises a token endpoint on a different host than
+ * the issuer (`localhost` vs `127.0.0.1` by default; one listener serves both names).
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+export interface LocalOidcClient {
+  clientId: string;
+  clientSecret: string;
+  authMethod: 'client_secret_post' | 'client_secret_basic';
+  scopes: string[];
+}
+
+export interface LocalOidcServer {
+  /** `<scheme>://<issuerHost>:<port>` */
+  issuer: string;
+  /** The issuer's `/.well-known/openid-configuration`. */
+  wellKnownUrl: string;
+  /** The token endpoint the discovery document advertises (on `tokenHost`, not the issuer host). */
+  tokenEndpoint: string;
+  /** POST requests that reached the token endpoint, whatever their outcome. */
+  tokenRequests(): number;
+  close(): Promise<void>;
+}
+
+export interface LocalOidcServerOptions {
+  clients: LocalOidcClient[];
+  /** Serve https with this key and certificate; without it, plain http (local dev server only). */
+  tls?: { key: string; cert: string };
+  /** Host name in the issuer identifier; default `localhost`. */
+  issuerHost?: string;
+  /** Host name of the advertised token endpoint; default `127.0.0.1`. */
+  tokenHost?: string;
+  /** Port on 127.0.0.1; default 0 (a free port). */
+  port?: number;
+  /** Lifetime of issued access tokens (`expires_in`); default 3600. */
+  accessTokenTtlSeconds?: number;
+  /** Told about errors the provider answered with a 500; by default they are dropped (the provider stays quiet). */
+  onServerError?: (error: Error) => void;
+}
+
+const tokenPath = '/token';
+const discoveryPath = '/.well-known/openid-configuration';
+
+/*
+ * Minimal structural types for the parts of oidc-provider (a Koa application) used here: the package ships
+ * no type declarations (they live in @types/oidc-provider, which is not installed).
+ */
+interface KoaContext {
+  method: string;
+  path: string;
+  status: number;
+  body: unknown;
+  type: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** Set by the provider on its routes. */
+  oidc?: { client?: { clientAuthMethod: string }; body?: Record<string, unknown> };
+}
+type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
+interface OidcProvider {
+  silent: boolean;
+  use(middleware: KoaMiddleware): void;
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  on(event: 'server_error', listener: (ctx: KoaContext, error: Error) => void): void;
+}
+type OidcProviderConstructor = new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
+
+interface StoredArtifact {
+  payload: Record<string, unknown>;
+  expiresAt: number | undefined;
+}
+
+/** Per-server in-memory storage, so the provider does not warn about its development-only default adapter. */
+function memoryAdapterFactory() {
+  const store = new Map<string, StoredArtifact>();
+  return (model: string) => {
+    const key = (id: string) => `${model}:${id}`;
+    const live = (id: string): Record<string, unknown> | undefined => {
+      const entry = store.get(key(id));
+      if (!entry) return undefined;
+      if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+        store.delete(key(id));
+        return undefined;
+      }
+      return entry.payload;
+    };
+    return {
+      async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
+        const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+        store.set(key(id), { payload, expiresAt });
+      },
+      async find(id: string) {
+        return live(id);
+      },
+      async findByUid(uid: string) {
+        for (const [k, entry] of store) {
+          if (k.startsWith(`${model}:`) && entry.payload.uid === uid) return live(k.slice(model.length + 1));
+        }
+        return undefined;
+      },
+      async findByUserCode(userCode: string) {
+        for (const [k, entry] of store) {
+          if (k.startsWith(`${model}:`) && entry.payload.userCode === userCode) return live(k.slice(model.length + 1));
+        }
+        return undefined;
+      },
+      async consume(id: string) {
+        const payload = live(id);
+        if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+      },
+      async destroy(id: string) {
+        store.delete(key(id));
+      },
+      async revokeByGrantId(grantId: string) {
+        for (const [k, entry] of store) {
+          if (k.startsWith(`${model}:`) && entry.payload.grantId === grantId) store.delete(k);
+        }
+      },
+    };
+  };
+}
+
+/** A fresh RS256 signing key, so the provider does not fall back to (and warn about) its development keys. */
+function generatedJwks() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { keys: [{ ...jwk, kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' }] };
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+async function loadProvider(): Promise<OidcProviderConstructor> {
+  // Through a variable so TypeScript does not look for the (absent) declaration file; see OidcProvider above.
+  const specifier = 'oidc-provider';
+  const module = (await import(specifier)) as { default: OidcProviderConstructor };
+  return module.default;
+}
+
+function listen(server: Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startOidcServer(options: LocalOidcServerOptions): Promise<LocalOidcServer> {
+  const Provider = await loadProvider();
+  const scheme = options.tls ? 'https' : 'http';
+
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  let tokenRequests = 0;
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'POST' && new URL(req.url ?? '/', 'http://placeholder').pathname === tokenPath) {
+      tokenRequests += 1;
+    }
+    handler(req, res);
+  };
+  const server: Server = options.tls
+    ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest)
+    : createHttpServer(onRequest);
+  const port = await listen(server, options.port ?? 0);
+
+  const issuer = `${scheme}://${hostForUrl(options.issuerHost ?? 'localhost')}:${port}`;
+  const tokenEndpoint = `${scheme}://${hostForUrl(options.tokenHost ?? '127.0.0.1')}:${port}${tokenPath}`;
+  const scopes = [...new Set(options.clients.flatMap((client) => client.scopes))];
+
+  const provider = new Provider(issuer, {
+    adapter: memoryAdapterFactory(),
+    jwks: generatedJwks(),
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    clients: options.clients.map((client) => ({
+      client_id: client.clientId,
+      client_secret: client.clientSecret,
+      token_endpoint_auth_method: client.authMethod,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: client.scopes.join(' '),
+    })),
+    scopes,
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: false },
+    },
+    routes: { token: tokenPath },
+    ttl: { ClientCredentials: options.accessTokenTtlSeconds ?? 3600 },
+    // Defaults for flows this server does not offer print "you SHOULD/MUST change" notices when called.
+    clientBasedCORS: () => false,
+    findAccount: async () => undefined,
+    renderError: async (ctx: KoaContext, out: Record<string, string>) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+  });
+  // Koa would print unhandled errors to stderr; the provider's own error handler reports 500s as events.
+  provider.silent = true;
+  provider.on('server_error', (_ctx, error) => options.onServerError?.(error));
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method === 'GET' && ctx.path === discoveryPath && ctx.status === 200 && isRecord(ctx.body)) {
+      ctx.body = { ...ctx.body, token_endpoint: tokenEndpoint };
+    }
+    if (ctx.method === 'POST' && ctx.path === tokenPath && ctx.status === 200) {
+      enforceStrictTokenRules(ctx);
+    }
+  });
+  handler = provider.callback();
+
+  return {
+    issuer,
+    wellKnownUrl: `${issuer}${discoveryPath}`,
+    tokenEndpoint,
+    tokenRequests: () => tokenRequests,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * oidc-provider is lenient where the broker must not rely on leniency, so successful token responses are
+ * re-checked (the unreturned token is simply dropped):
+ * - it accepts client_secret_basic and client_secret_post interchangeably whatever the client registered;
+ *   here a client must authenticate with the method it is registered with, or gets 401 invalid_client;
+ * - it silently drops requested scopes that the server does not know; here (as with Cognito) that is
+ *   400 invalid_scope.
+ */
+function enforceStrictTokenRules(ctx: KoaContext): void {
+  const registered = ctx.oidc?.client?.clientAuthMethod;
+  const usedBasic = ctx.headers.authorization !== undefined;
+  if ((registered === 'client_secret_basic' && !usedBasic) || (registered === 'client_secret_post' && usedBasic)) {
+    ctx.status = 401;
+    ctx.body = {
+      error: 'invalid_client',
+      error_description: `client authentication failed: the client is registered for ${registered}`,
+    };
+    return;
+  }
+  // The parsed form as received: the provider rewrites `params.scope` once it has dropped unknown scopes.
+  const requested = ctx.oidc?.body?.scope;
+  const granted = new Set(isRecord(ctx.body) && typeof ctx.body.scope === 'string' ? ctx.body.scope.split(' ') : []);
+  const dropped = typeof requested === 'string' ? requested.split(' ').filter((s) => s && !granted.has(s)) : [];
+  if (dropped.length > 0) {
+    ctx.status = 400;
+    ctx.body = {
+      error: 'invalid_scope',
+      error_description: 'requested scope is not allowed',
+      scope: dropped.join(' '),
+    };
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value);
+}

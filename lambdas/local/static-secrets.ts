@@ -1,0 +1,15 @@
+import type { ClientConfig } from '../core/config.js';
+import { BrokerError } from '../core/errors.js';
+import type { ClientCredentials, SecretSource } from '../core/ports.js';
+
+/** Secrets held in memory by secret name: the local dev server's stand-in for Secrets Manager. */
+export class StaticSecretSource implements SecretSource {
+  constructor(private readonly secrets: ReadonlyMap<string, ClientCredentials>) {}
+
+  async getCredentials(clientName: string, client: ClientConfig): Promise<ClientCredentials> {
+    const credentials = this.secrets.get(client.secretName);
+    if (credentials === undefined)
+      throw new BrokerError('unavailable', `the secret of client ${clientName} does not exist`);
+    return credentials;
+  }
+}

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
+import { BrokerError } from '../../lambdas/core/errors.js';
+import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.js';
+import { assertNoLeak } from '../support/logs.js';
+
+let harness: BrokerHarness;
+const issuedTokens: string[] = [];
+
+async function fetchOk(client: string, scope?: string) {
+  const answer = await harness.http(client, { body: scope === undefined ? null : JSON.stringify({ scope }) });
+  assert.equal(answer.statusCode, 200, answer.body);
+  issuedTokens.push(answer.json.access_token as string);
+  return answer;
+}
+
+async function refusedWith(
+  answer: Promise<{ statusCode: number; json: Record<string, unknown> }>,
+  status: number,
+  code: string,
+) {
+  const { statusCode, json } = await answer;
+  assert.equal(statusCode, status, JSON.stringify(json));
+  assert.equal(json.error, code);
+  assert.equal(typeof json.error_description, 'string');
+  assert.deepEqual(Object.keys(json).sort(), ['error', 'error_description']);
+  return json.error_description as string;
+}
+
+describe('the broker against dynalite, oidc-provider over TLS and Secrets Manager', () => {
+  before(async () => {
+    harness = await startBrokerHarness();
+  });
+  after(async () => {
+    const logs = harness.output.text();
+    await harness.close();
+    assert.ok(logs.includes('token served'), 'the handler logged its answers');
+    assertNoLeak(logs, [...harness.secrets(), ...issuedTokens]);
+  });
+
+  it('discovers a token endpoint on another host than the issuer and fetches a token from it', async () => {
+    const issuerHost = new URL(harness.oidc.issuer).host;
+    const tokenHost = new URL(harness.oidc.tokenEndpoint).host;
+    assert.notEqual(tokenHost, issuerHost);
+    const before = harness.oidc.tokenRequests();
+    const answer = await fetchOk('bwell');
+    assert.equal(harness.oidc.tokenRequests(), before + 1);
+    assert.deepEqual(Object.keys(answer.json).sort(), ['access_token', 'expires_in', 'scope', 'token_type']);
+    assert.equal(answer.json.token_type, 'Bearer');
+    assert.equal(answer.json.scope, 'system/*.read');
+    assert.ok((answer.json.expires_in as number) > 3500 && (answer.json.expires_in as number) <= 3600);
+    assert.equal(answer.headers?.['Cache-Control'], 'no-store');
+  });
+
+  it('authenticates with client_secret_basic, client_secret_post, and the method discovery offers', async () => {
+    const before = harness.oidc.tokenRequests();
+    await fetchOk('basic');
+    await fetchOk('discovered', 'system/*.write');
+    assert.equal(harness.oidc.tokenRequests(), before + 2);
+  });
+
+  it('answers cache hits without calling the token endpoint, from memory and from the table', async () => {
+    await fetchOk('bwell', 'system/*.write');
+    const before = harness.oidc.tokenRequests();
+    await fetchOk('bwell', 'system/*.write');
+    harness.restartContainer();
+    await fetchOk('bwell', 'system/*.write');
+    assert.equal(harness.oidc.tokenRequests(), before);
+  });
+
+  it('shares one token between scope strings naming the same set', async () => {
+    const first = await fetchOk('bwell', 'system/*.write system/*.read system/*.write');
+    const before = harness.oidc.tokenRequests();
+    const second = await fetchOk('bwell', 'system/*.read system/*.write');
+    assert.equal(second.json.access_token, first.json.access_token);
+    assert.equal(harness.oidc.tokenRequests(), before);
+  });
+
+  it('stores the TTL attribute as issue time plus expires_in, in epoch seconds', async () => {
+    const issuedAt = harness.clock.now();
+    const answer = await fetchOk('basic', 'system/*.read');
+    const item = await harness.storedItem('basic#system/*.read');
+    const expiresAt = Number(item?.[ttlAttribute]?.N);
+    const expiresIn = answer.json.expires_in as number;
+    assert.ok(Math.abs(expiresAt - (Math.floor(issuedAt / 1000) + expiresIn)) <= 1);
+    assert.notEqual(item?.accessToken, undefined);
+  });
+
+  it('refreshes a token once it is inside the refresh window, in every container', async () => {
+    const first = await fetchOk('discovered', 'system/*.read');
+    const lifetime = first.json.expires_in as number;
+    harness.clock.advance((lifetime - 60) * 1000 + 1_000);
+    const before = harness.oidc.tokenRequests();
+    const second = await fetchOk('discovered', 'system/*.read');
+    assert.notEqual(second.json.access_token, first.json.access_token);
+    assert.equal(harness.oidc.tokenRequests(), before + 1);
+    harness.restartContainer();
+    const third = await fetchOk('discovered', 'system/*.read');
+    assert.equal(third.json.access_token, second.json.access_token);
+    assert.equal(harness.oidc.tokenRequests(), before + 1);
+  });
+
+  it('makes one upstream call for concurrent requests of a cold key', async () => {
+    const before = harness.oidc.tokenRequests();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => harness.http('burst')));
+    assert.deepEqual(new Set(answers.map((answer) => answer.statusCode)), new Set([200]));
+    assert.equal(new Set(answers.map((answer) => answer.json.access_token)).size, 1);
+    assert.equal(harness.oidc.tokenRequests(), before + 1);
+    issuedTokens.push(answers[0]?.json.access_token as string);
+  });
+
+  it('refuses malformed bodies with invalid_request', async () => {
+    await refusedWith(harness.http('bwell', { body: '{not json' }), 400, 'invalid_request');
+    await refusedWith(harness.http('bwell', { body: '["system/*.read"]' }), 400, 'invalid_request');
+    await refusedWith(harness.http('bwell', { body: '{"scope": 42}' }), 400, 'invalid_request');
+    await refusedWith(harness.http('bwell', { body: '{"__proto__": {"admin": true}}' }), 400, 'invalid_request');
+    await refusedWith(
+      harness.http('bwell', { body: 'scope=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } }),
+      400,
+      'invalid_request',
+    );
+    await refusedWith(
+      harness.http('bwell', { body: JSON.stringify({ scope: 'a'.repeat(5000) }) }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('refuses scopes the client is not allowed with invalid_scope', async () => {
+    const before = harness.oidc.tokenRequests();
+    const description = await refusedWith(
+      harness.http('basic', { body: '{"scope":"system/*.write"}' }),
+      400,
+      'invalid_scope',
+    );
+    assert.match(description, /basic/);
+    await refusedWith(harness.http('bwell', { body: '{"scope":"system/*.read\\u0007"}' }), 400, 'invalid_scope');
+    assert.equal(harness.oidc.tokenRequests(), before);
+  });
+
+  it('refuses an unknown client with unknown_client, and other methods and routes', async () => {
+    await refusedWith(harness.http('nobody'), 404, 'unknown_client');
+    await refusedWith(harness.http('bwell', { method: 'GET' }), 405, 'method_not_allowed');
+  });
+
+  it('refuses an event without an IAM caller identity with access_denied', async () => {
+    await refusedWith(harness.http('bwell', { caller: null }), 403, 'access_denied');
+  });
+
+  it('reports a token endpoint refusal as upstream_error with its OAuth error code', async () => {
+    const description = await refusedWith(harness.http('revoked'), 502, 'upstream_error');
+    assert.match(description, /invalid_client/);
+    assert.match(description, /revoked/);
+  });
+
+  it('reports a token endpoint that does not answer in time as upstream_timeout', async () => {
+    await refusedWith(harness.http('stalled'), 504, 'upstream_timeout');
+  });
+
+  it('reports a secret that does not exist as unavailable, naming the client', async () => {
+    const description = await refusedWith(harness.http('missing'), 503, 'unavailable');
+    assert.match(description, /missing/);
+  });
+
+  it('reports a Secrets Manager outage as unavailable when no token is cached', async () => {
+    harness.restartContainer();
+    harness.secretsManager.failNext(10, 'InternalServiceError');
+    await refusedWith(harness.http('outage'), 503, 'unavailable');
+    harness.secretsManager.failNext(0);
+  });
+
+  it('keeps answering from the table while Secrets Manager is down', async () => {
+    await fetchOk('burst');
+    harness.restartContainer();
+    harness.secretsManager.failNext(10, 'InternalServiceError');
+    const calls = harness.secretsManager.getSecretValueCalls();
+    await fetchOk('burst');
+    assert.equal(harness.secretsManager.getSecretValueCalls(), calls);
+    harness.secretsManager.failNext(0);
+  });
+
+  it('serves a direct invocation through the alias named after the client', async () => {
+    const token = (await harness.invoke({ client: 'bwell', scope: 'system/*.read' }, 'bwell')) as unknown as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(Object.keys(token).sort(), ['access_token', 'expires_in', 'scope', 'token_type']);
+    issuedTokens.push(token.access_token as string);
+  });
+
+  it('refuses unqualified, version-qualified and other-alias direct invocations with access_denied', async () => {
+    for (const qualifier of [undefined, '$LATEST', '7', 'basic']) {
+      await assert.rejects(
+        harness.invoke({ client: 'bwell' }, qualifier),
+        (error: unknown) => error instanceof BrokerError && error.name === 'access_denied',
+      );
+    }
+  });
+
+  it('throws errors named by their code for bad direct invocations', async () => {
+    const cases: [unknown, string, string | undefined][] = [
+      [{ client: 'bwell', scope: 7 }, 'invalid_request', 'bwell'],
+      [{ client: 'bwell', extra: true }, 'invalid_request', 'bwell'],
+      [[1, 2], 'invalid_request', 'bwell'],
+      [{ client: 'bwell', scope: 'admin' }, 'invalid_scope', 'bwell'],
+      [{ client: 'nobody' }, 'unknown_client', 'nobody'],
+    ];
+    for (const [event, code, alias] of cases) {
+      await assert.rejects(
+        harness.invoke(event, alias),
+        (error: unknown) => error instanceof Error && error.name === code,
+      );
+    }
+  });
+});

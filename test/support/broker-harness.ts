@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
+import type { Clock } from '../../lambdas/core/ports.js';
+import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
+import { createHandler } from '../../lambdas/entry/create-handler.js';
+import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
+import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
+import { type LocalOidcClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { captureOutput } from './logs.js';
+import { startSecretsManagerStandIn } from './secrets-manager.js';
+import { startStallingIdp } from './stalling-idp.js';
+import { loadTestTls } from './tls.js';
+
+/** Real time, moved forward on demand: the servers keep their own clocks, the broker sees this one. */
+export class ShiftedClock implements Clock {
+  private offset = 0;
+  now(): number {
+    return Date.now() + this.offset;
+  }
+  advance(ms: number): void {
+    this.offset += ms;
+  }
+}
+
+export const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
+export const callerArn = 'arn:aws:iam::123456789012:role/fhir-sync';
+const tableName = 'token-broker-test';
+
+const secret = () => randomBytes(24).toString('base64url');
+
+/**
+ * The whole broker against real local parts: dynalite, oidc-provider over TLS with the test CA, and the
+ * Secrets Manager stand-in, reached by the real SDK clients through the standard endpoint variables.
+ */
+export async function startBrokerHarness() {
+  const tls = loadTestTls();
+  const oidcClients: LocalOidcClient[] = [
+    {
+      clientId: 'bwell-id',
+      clientSecret: secret(),
+      authMethod: 'client_secret_post',
+      scopes: ['system/*.read', 'system/*.write'],
+    },
+    { clientId: 'basic-id', clientSecret: secret(), authMethod: 'client_secret_basic', scopes: ['system/*.read'] },
+    { clientId: 'revoked-id', clientSecret: secret(), authMethod: 'client_secret_post', scopes: ['system/*.read'] },
+  ];
+  const [bwell, basic, revoked] = oidcClients as [LocalOidcClient, LocalOidcClient, LocalOidcClient];
+  const oidc = await startOidcServer({ clients: oidcClients, tls: { key: tls.key, cert: tls.cert } });
+  const stalling = await startStallingIdp();
+  const dynamo = await startDynalite();
+  await createTokenTable(dynamo.endpoint, tableName);
+  const secretsManager = await startSecretsManagerStandIn();
+  const revokedSecret = secret();
+  secretsManager.putSecret(
+    'token-broker/bwell',
+    JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret }),
+  );
+  secretsManager.putSecret(
+    'token-broker/basic',
+    JSON.stringify({ client_id: basic.clientId, client_secret: basic.clientSecret }),
+  );
+  secretsManager.putSecret(
+    'token-broker/revoked',
+    JSON.stringify({ client_id: revoked.clientId, client_secret: revokedSecret }),
+  );
+
+  const read = ['system/*.read'];
+  const clients = {
+    bwell: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/bwell',
+      scopes: ['system/*.read', 'system/*.write'],
+      defaultScope: 'system/*.read',
+      authMethod: 'client_secret_post',
+    },
+    basic: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/basic',
+      scopes: read,
+      defaultScope: 'system/*.read',
+      authMethod: 'client_secret_basic',
+    },
+    // No authMethod: taken from discovery, which lists client_secret_post, registered so at the provider.
+    discovered: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/bwell',
+      scopes: ['system/*.read', 'system/*.write'],
+    },
+    revoked: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/revoked',
+      scopes: read,
+      defaultScope: 'system/*.read',
+    },
+    missing: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/missing', scopes: read },
+    stalled: { wellKnownUrl: stalling.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+    // Keys of their own, so that tests counting upstream calls start cold.
+    burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+    outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+  };
+
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
+  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
+  process.env[environmentVariables.tableName] = tableName;
+  process.env[environmentVariables.clients] = JSON.stringify(clients);
+  process.env[environmentVariables.upstreamTimeoutMs] = '1500';
+
+  const output = captureOutput();
+  const clock = new ShiftedClock();
+  const logger = new Logger({ serviceName: 'token-broker', logLevel: 'DEBUG' });
+  /** A fresh container: its own memory, SDK clients and caches; the same table and servers. */
+  const newContainer = () => createHandler(createBrokerFromEnvironment(process.env, { logger, clock }), logger);
+  let handler = newContainer();
+
+  const context = (qualifier?: string): Context =>
+    ({
+      functionName: 'token-broker',
+      functionVersion: '$LATEST',
+      invokedFunctionArn: qualifier === undefined ? functionArn : `${functionArn}:${qualifier}`,
+      memoryLimitInMB: '256',
+      awsRequestId: randomBytes(8).toString('hex'),
+      logGroupName: '/aws/lambda/token-broker',
+      logStreamName: 'test',
+      callbackWaitsForEmptyEventLoop: true,
+      getRemainingTimeInMillis: () => 15_000,
+      done: () => {},
+      fail: () => {},
+      succeed: () => {},
+    }) as Context;
+
+  return {
+    oidc,
+    secretsManager,
+    clock,
+    output,
+    /** Every value that must never appear in a log line. */
+    secrets: () => [bwell.clientSecret, basic.clientSecret, revoked.clientSecret, revokedSecret],
+    restartContainer() {
+      handler = newContainer();
+    },
+    async http(
+      client: string,
+      options: { body?: string | null; method?: string; caller?: string | null; headers?: Record<string, string> } = {},
+    ) {
+      const event = httpEvent(client, options);
+      const result = (await handler(event, context())) as APIGatewayProxyResult;
+      return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
+    },
+    async invoke(event: unknown, qualifier?: string) {
+      return handler(event, context(qualifier));
+    },
+    async storedItem(cacheKey: string) {
+      const raw = new DynamoDBClient({});
+      const output = await raw.send(
+        new GetItemCommand({ TableName: tableName, Key: { [partitionKey]: { S: cacheKey } }, ConsistentRead: true }),
+      );
+      raw.destroy();
+      return output.Item;
+    },
+    async close() {
+      output.restore();
+      await Promise.all([oidc.close(), stalling.close(), dynamo.close(), secretsManager.close()]);
+    },
+  };
+}
+
+export type BrokerHarness = Awaited<ReturnType<typeof startBrokerHarness>>;
+
+export function httpEvent(
+  client: string,
+  options: { body?: string | null; method?: string; caller?: string | null; headers?: Record<string, string> } = {},
+): APIGatewayProxyEvent {
+  return apiGatewayEvent({
+    method: options.method ?? 'POST',
+    path: `/clients/${encodeURIComponent(client)}/token`,
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.body ?? null,
+    callerArn: options.caller === undefined ? callerArn : options.caller,
+  });
+}
