@@ -1,16 +1,23 @@
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
+  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { CachedToken, TokenCache } from '../core/ports.js';
+import type { StoredToken, TokenCache } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 
+// Lease items share the table; the prefix cannot collide with a cache key, whose client name has no colon.
+const leasePrefix = 'lease:';
+// Lapsed leases are cleaned up by TTL a while after they end; reads never rely on that.
+const leaseTtlGraceSeconds = 300;
+
 /**
- * The shared token tier. Expiry is checked by the broker on every read, because DynamoDB's TTL
- * deletes expired items lazily, up to days later.
+ * The shared tier in DynamoDB: one item per cache key holding the sealed token, and short-lived lease
+ * items taken with conditional writes. Expiry is checked by the broker on every read, because DynamoDB's
+ * TTL deletes expired items lazily, up to days later.
  */
 export class DynamoDbTokenCache implements TokenCache {
   constructor(
@@ -18,47 +25,84 @@ export class DynamoDbTokenCache implements TokenCache {
     private readonly tableName: string,
   ) {}
 
-  async get(cacheKey: string): Promise<CachedToken | undefined> {
+  async get(cacheKey: string): Promise<StoredToken | undefined> {
     const output = await this.client.send(
       new GetItemCommand({ TableName: this.tableName, Key: { [partitionKey]: { S: cacheKey } }, ConsistentRead: true }),
     );
     return output.Item === undefined ? undefined : fromItem(output.Item);
   }
 
-  async put(cacheKey: string, token: CachedToken): Promise<void> {
-    const expiresAt = Math.floor(token.expiresAt / 1000);
-    try {
-      await this.client.send(
+  async put(cacheKey: string, token: StoredToken): Promise<void> {
+    const expiresAt = String(Math.floor(token.expiresAt / 1000));
+    await this.conditionally(() =>
+      this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
           Item: {
             [partitionKey]: { S: cacheKey },
-            accessToken: { S: token.accessToken },
-            tokenType: { S: token.tokenType },
-            scope: { S: token.scope },
-            issuedAt: { N: String(token.issuedAt) },
-            [ttlAttribute]: { N: String(expiresAt) },
+            format: { N: String(token.format) },
+            sealed: { B: token.sealed },
+            [ttlAttribute]: { N: expiresAt },
           },
           // Another container may have stored a newer token meanwhile: never replace it with an older one.
           ConditionExpression: 'attribute_not_exists(#key) OR #expiresAt < :expiresAt',
           ExpressionAttributeNames: { '#key': partitionKey, '#expiresAt': ttlAttribute },
-          ExpressionAttributeValues: { ':expiresAt': { N: String(expiresAt) } },
+          ExpressionAttributeValues: { ':expiresAt': { N: expiresAt } },
         }),
-      );
+      ),
+    );
+  }
+
+  async acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean> {
+    return this.conditionally(() =>
+      this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            [partitionKey]: { S: leasePrefix + cacheKey },
+            holder: { S: holder },
+            leaseUntil: { N: String(until) },
+            [ttlAttribute]: { N: String(Math.ceil(until / 1000) + leaseTtlGraceSeconds) },
+          },
+          ConditionExpression: 'attribute_not_exists(#key) OR #leaseUntil < :now OR #holder = :holder',
+          ExpressionAttributeNames: { '#key': partitionKey, '#leaseUntil': 'leaseUntil', '#holder': 'holder' },
+          ExpressionAttributeValues: { ':now': { N: String(now) }, ':holder': { S: holder } },
+        }),
+      ),
+    );
+  }
+
+  async releaseLease(cacheKey: string, holder: string): Promise<void> {
+    await this.conditionally(() =>
+      this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: { [partitionKey]: { S: leasePrefix + cacheKey } },
+          ConditionExpression: '#holder = :holder',
+          ExpressionAttributeNames: { '#holder': 'holder' },
+          ExpressionAttributeValues: { ':holder': { S: holder } },
+        }),
+      ),
+    );
+  }
+
+  /** True when the write happened, false when its condition did not hold. */
+  private async conditionally(write: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await write();
+      return true;
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
     }
   }
 }
 
 /** An item that does not have the expected shape reads as a miss, never as a token. */
-function fromItem(item: Record<string, AttributeValue>): CachedToken | undefined {
-  const accessToken = item.accessToken?.S;
-  const tokenType = item.tokenType?.S;
-  const scope = item.scope?.S;
-  const issuedAt = Number(item.issuedAt?.N);
+function fromItem(item: Record<string, AttributeValue>): StoredToken | undefined {
+  const format = Number(item.format?.N);
+  const sealed = item.sealed?.B;
   const expiresAtSeconds = Number(item[ttlAttribute]?.N);
-  if (!accessToken || !tokenType || scope === undefined) return undefined;
-  if (!Number.isFinite(issuedAt) || !Number.isFinite(expiresAtSeconds)) return undefined;
-  return { accessToken, tokenType, scope, issuedAt, expiresAt: expiresAtSeconds * 1000 };
+  if (!Number.isInteger(format) || sealed === undefined || !Number.isFinite(expiresAtSeconds)) return undefined;
+  return { format, sealed, expiresAt: expiresAtSeconds * 1000 };
 }

@@ -2,17 +2,26 @@ import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
 import type { BrokerLogger, Clock, IssuedToken, TokenEndpoint, TokenRequest } from '../core/ports.js';
+import {
+  createResilientFetch,
+  fetchDefaults,
+  type ResilientFetchOptions,
+  ResponseTooLargeError,
+  UpstreamTimeoutError,
+} from './resilient-fetch.js';
 
 export const defaultDiscoveryMaxAgeMs = 60 * 60_000;
-export const defaultUpstreamTimeoutMs = 8_000;
+export const defaultUpstreamBudgetMs = fetchDefaults.budgetMs;
+/** Longer than any access token a sane server issues for client credentials; anything above is nonsense. */
+export const maxExpiresInSeconds = 31 * 24 * 3600;
 
 export interface OAuthTokenEndpointOptions {
   clock: Clock;
   logger: BrokerLogger;
   /** Plain http to loopback hosts, for the local dev server only. */
   allowLoopbackHttp?: boolean;
-  /** Budget for one discovery or token request, well inside API Gateway's 29 s. */
-  timeoutMs?: number;
+  /** Timeouts, retries and the body cap of every upstream request. */
+  http?: Omit<ResilientFetchOptions, 'clock'>;
   discoveryMaxAgeMs?: number;
 }
 
@@ -31,12 +40,12 @@ type Stage = 'discovery' | 'token';
 export class OAuthTokenEndpoint implements TokenEndpoint {
   private readonly discovered = new Map<string, Discovered>();
   private readonly discovering = new Map<string, Promise<oauth.AuthorizationServer>>();
-  private readonly timeoutMs: number;
   private readonly discoveryMaxAgeMs: number;
+  private readonly fetch: ReturnType<typeof createResilientFetch>;
 
   constructor(private readonly options: OAuthTokenEndpointOptions) {
-    this.timeoutMs = options.timeoutMs ?? defaultUpstreamTimeoutMs;
     this.discoveryMaxAgeMs = options.discoveryMaxAgeMs ?? defaultDiscoveryMaxAgeMs;
+    this.fetch = createResilientFetch({ ...options.http, clock: options.clock });
   }
 
   async fetchToken(request: TokenRequest): Promise<IssuedToken> {
@@ -50,22 +59,34 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     const parameters = new URLSearchParams();
     if (request.scope !== '') parameters.set('scope', request.scope);
 
-    let result: oauth.TokenEndpointResponse;
+    let raw: unknown;
     try {
-      const response = await oauth.clientCredentialsGrantRequest(server, oauthClient, clientAuth, parameters, {
-        ...this.httpOptions(server.token_endpoint ?? ''),
-      });
-      result = await oauth.processClientCredentialsResponse(server, oauthClient, response);
+      const response = await oauth.clientCredentialsGrantRequest(
+        server,
+        oauthClient,
+        clientAuth,
+        parameters,
+        this.httpOptions(server.token_endpoint ?? ''),
+      );
+      // oauth4webapi checks the answer leniently (it accepts "3600" for expires_in); the raw body is checked strictly.
+      raw =
+        response.status === 200
+          ? await response
+              .clone()
+              .json()
+              .catch(() => undefined)
+          : undefined;
+      await oauth.processClientCredentialsResponse(server, oauthClient, response);
     } catch (error) {
       throw translateUpstreamError(error, clientName, 'token');
     }
-    return validateTokenResponse(result, clientName);
+    return validateTokenResponse(raw, client, clientName, this.options.clock.now());
   }
 
-  private httpOptions(url: string): { signal: AbortSignal; [oauth.allowInsecureRequests]?: boolean } {
+  private httpOptions(url: string) {
     const insecure = this.options.allowLoopbackHttp === true && isLoopbackUrl(url);
     return {
-      signal: AbortSignal.timeout(this.timeoutMs),
+      [oauth.customFetch]: this.fetch,
       ...(insecure ? { [oauth.allowInsecureRequests]: true } : {}),
     };
   }
@@ -139,18 +160,69 @@ function isAcceptableEndpoint(value: string, allowLoopbackHttp = false): boolean
   return url.protocol === 'https:' || (allowLoopbackHttp && url.protocol === 'http:' && isLoopbackHost(url.hostname));
 }
 
-function validateTokenResponse(result: oauth.TokenEndpointResponse, clientName: string): IssuedToken {
+function validateTokenResponse(raw: unknown, client: ClientConfig, clientName: string, now: number): IssuedToken {
   const invalid = (what: string) =>
     new BrokerError('upstream_error', `the token endpoint of client ${clientName} answered ${what}`);
-  if (typeof result.access_token !== 'string' || result.access_token === '') throw invalid('without an access_token');
-  if (result.token_type !== 'bearer') throw invalid('with a token_type other than Bearer');
-  const expiresIn = result.expires_in;
-  if (typeof expiresIn !== 'number' || !Number.isInteger(expiresIn) || expiresIn <= 0) {
-    throw invalid('without a positive integer expires_in');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw invalid('with something other than a JSON object');
+  const body = raw as Record<string, unknown>;
+  if (typeof body.access_token !== 'string' || body.access_token === '') throw invalid('without an access_token');
+  if (typeof body.token_type !== 'string' || body.token_type.toLowerCase() !== 'bearer') {
+    throw invalid('with a token_type other than Bearer');
   }
-  if (result.scope !== undefined && typeof result.scope !== 'string')
-    throw invalid('with a scope that is not a string');
-  return { accessToken: result.access_token, tokenType: 'Bearer', expiresIn, scope: result.scope };
+  if (body.scope !== undefined && typeof body.scope !== 'string') throw invalid('with a scope that is not a string');
+  return {
+    accessToken: body.access_token,
+    tokenType: 'Bearer',
+    expiresIn: lifetimeOf(body, client, now, invalid),
+    scope: body.scope,
+  };
+}
+
+/**
+ * expires_in must be a positive whole number of seconds. Some servers omit it (and token managers that
+ * trust its absence stop refreshing): then the JWT's exp claim, else the client's defaultExpiresIn.
+ */
+function lifetimeOf(
+  body: Record<string, unknown>,
+  client: ClientConfig,
+  now: number,
+  invalid: (what: string) => BrokerError,
+): number {
+  const expiresIn = body.expires_in;
+  if (expiresIn !== undefined) {
+    if (
+      typeof expiresIn !== 'number' ||
+      !Number.isInteger(expiresIn) ||
+      expiresIn <= 0 ||
+      expiresIn > maxExpiresInSeconds
+    ) {
+      throw invalid(`with an expires_in that is not a whole number of seconds between 1 and ${maxExpiresInSeconds}`);
+    }
+    return expiresIn;
+  }
+  const exp = jwtExpiry(body.access_token as string);
+  if (exp !== undefined) {
+    const remaining = Math.floor(exp - now / 1000);
+    if (remaining <= 0 || remaining > maxExpiresInSeconds)
+      throw invalid('without expires_in and with a JWT whose exp is unusable');
+    return remaining;
+  }
+  if (client.defaultExpiresIn !== undefined) return client.defaultExpiresIn;
+  throw invalid('without expires_in, the token is not a JWT with exp, and the client has no defaultExpiresIn');
+}
+
+/** The exp claim of a JWT access token, read without verification: it only bounds how long the broker keeps it. */
+function jwtExpiry(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[1] === undefined) return undefined;
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    const exp = (claims as { exp?: unknown } | null)?.exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // The error code the server sent is passed on only when it is a plain OAuth error code.
@@ -166,17 +238,14 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
       ? `the discovery document of client ${clientName}`
       : `the token endpoint of client ${clientName}`;
   if (error instanceof BrokerError) return error;
-  if (error instanceof DOMException && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+  if (error instanceof UpstreamTimeoutError)
     return new BrokerError('upstream_timeout', `${what} did not answer in time`);
-  }
-  if (error instanceof oauth.ResponseBodyError) {
-    const code = oauthErrorCode.test(error.error) ? `: ${error.error}` : '';
-    return new BrokerError('upstream_error', `${what} refused the request (HTTP ${error.status})${code}`);
-  }
+  if (error instanceof ResponseTooLargeError)
+    return new BrokerError('upstream_error', `${what} answered with an oversized body`);
+  if (error instanceof oauth.ResponseBodyError) return refused(what, error.status, error.error);
   if (error instanceof oauth.WWWAuthenticateChallengeError) {
     const sent = error.cause.find((challenge) => typeof challenge.parameters.error === 'string')?.parameters.error;
-    const code = sent !== undefined && oauthErrorCode.test(sent) ? `: ${sent}` : '';
-    return new BrokerError('upstream_error', `${what} refused the request (HTTP ${error.status})${code}`);
+    return refused(what, error.status, sent);
   }
   if (error instanceof oauth.OperationProcessingError || error instanceof oauth.UnsupportedOperationError) {
     const detail =
@@ -187,8 +256,13 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
     // fetch reports network failures (refused, reset, DNS, TLS) as a bare TypeError.
     return new BrokerError('unavailable', `${what} could not be reached`);
   }
-  if (error instanceof TypeError) {
-    return new BrokerError('upstream_error', `${what} is not a valid answer`);
-  }
+  if (error instanceof TypeError) return new BrokerError('upstream_error', `${what} is not a valid answer`);
   return new BrokerError('server_error', 'the broker failed unexpectedly', { cause: error });
+}
+
+function refused(what: string, status: number, sent: string | undefined): BrokerError {
+  const code = sent !== undefined && oauthErrorCode.test(sent) ? sent : undefined;
+  return new BrokerError('upstream_error', `${what} refused the request (HTTP ${status})${code ? `: ${code}` : ''}`, {
+    ...(code === undefined ? {} : { upstreamError: code }),
+  });
 }

@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
-import type { BrokerLogger, ClientCredentials, Clock, SecretSource } from '../core/ports.js';
+import type { BrokerLogger, ClientCredentials, Clock, SecretReadOptions, SecretSource } from '../core/ports.js';
 
 export const defaultSecretMaxAgeMs = 5 * 60_000;
 
@@ -25,9 +25,14 @@ export class SecretsManagerSecretSource implements SecretSource {
     private readonly maxAgeMs = defaultSecretMaxAgeMs,
   ) {}
 
-  async getCredentials(clientName: string, client: ClientConfig): Promise<ClientCredentials> {
+  async getCredentials(
+    clientName: string,
+    client: ClientConfig,
+    options?: SecretReadOptions,
+  ): Promise<ClientCredentials> {
     const known = this.remembered.get(client.secretName);
-    if (known !== undefined && this.clock.now() - known.readAt < this.maxAgeMs) return known.credentials;
+    const fresh = known !== undefined && this.clock.now() - known.readAt < this.maxAgeMs;
+    if (fresh && options?.refresh !== true) return known.credentials;
 
     let secretString: string | undefined;
     try {

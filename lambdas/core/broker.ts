@@ -1,10 +1,25 @@
+import { randomUUID } from 'node:crypto';
 import type { ClientConfig, ClientRegistry } from './config.js';
 import { BrokerError } from './errors.js';
-import type { BrokerLogger, CachedToken, Clock, SecretSource, TokenCache, TokenEndpoint } from './ports.js';
-import { silentLogger, systemClock } from './ports.js';
+import type {
+  BrokerLogger,
+  BrokerMetrics,
+  CachedToken,
+  ClientCredentials,
+  Clock,
+  SecretSource,
+  TokenCache,
+  TokenEndpoint,
+} from './ports.js';
+import { noMetrics, silentLogger, systemClock } from './ports.js';
 import { resolveScope } from './scope.js';
+import { deriveSealingKey, type SealingKey, seal, sealFormat, unseal } from './sealing.js';
 
 export const defaultRefreshWindowSeconds = 60;
+export const defaultRefreshAheadFraction = 0.2;
+export const defaultRefreshAheadMaxSeconds = 300;
+export const defaultLeaseSeconds = 7;
+const leasePollMs = 100;
 
 export interface TokenBrokerOptions {
   clients: ClientRegistry;
@@ -14,8 +29,14 @@ export interface TokenBrokerOptions {
   endpoint: TokenEndpoint;
   clock?: Clock;
   logger?: BrokerLogger;
-  /** A cached token is handed out only while at least this much of its lifetime remains. */
+  metrics?: BrokerMetrics;
+  /** A token is handed out only while at least this much of its lifetime remains. */
   refreshWindowSeconds?: number;
+  /** Renewal starts when this share of a token's lifetime remains (bounded by refreshAheadMaxSeconds)... */
+  refreshAheadFraction?: number;
+  refreshAheadMaxSeconds?: number;
+  /** How long one container may hold the right to call the token endpoint for a key; covers one upstream call. */
+  leaseSeconds?: number;
 }
 
 export interface GetTokenRequest {
@@ -32,8 +53,12 @@ export interface TokenResponse {
   scope: string;
 }
 
-/** Where the token came from: the container's memory, the shared table, or the token endpoint. */
-export type CacheOutcome = 'memory' | 'table' | 'fetched';
+/**
+ * Where the answer came from: this container's memory, the shared table, the token endpoint for a key
+ * with no usable token ('fetched') or ahead of expiry ('refreshed'), or a still-valid token served because
+ * its renewal failed ('stale-served').
+ */
+export type CacheOutcome = 'memory' | 'table' | 'fetched' | 'refreshed' | 'stale-served';
 
 export interface TokenResult {
   response: TokenResponse;
@@ -47,6 +72,15 @@ interface Loaded {
   cache: CacheOutcome;
 }
 
+interface Target {
+  clientName: string;
+  client: ClientConfig;
+  scopes: string[];
+  key: string;
+}
+
+type Lease = 'held' | 'taken' | 'unknown';
+
 export function cacheKeyOf(clientName: string, scopes: readonly string[]): string {
   return `${clientName}#${scopes.join(' ')}`;
 }
@@ -59,21 +93,33 @@ export class TokenBroker {
   private readonly endpoint: TokenEndpoint;
   private readonly clock: Clock;
   private readonly logger: BrokerLogger;
+  private readonly metrics: BrokerMetrics;
+  private readonly refreshAheadFraction: number;
+  private readonly refreshAheadMaxMs: number;
+  private readonly leaseMs: number;
+  private readonly containerId = randomUUID();
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
 
   constructor(options: TokenBrokerOptions) {
-    const window = options.refreshWindowSeconds ?? defaultRefreshWindowSeconds;
-    if (!Number.isInteger(window) || window < 0) {
-      throw new RangeError('refreshWindowSeconds must be a non-negative integer');
-    }
-    this.refreshWindowSeconds = window;
+    this.refreshWindowSeconds = wholeSeconds(
+      'refreshWindowSeconds',
+      options.refreshWindowSeconds,
+      defaultRefreshWindowSeconds,
+    );
+    this.refreshAheadMaxMs =
+      wholeSeconds('refreshAheadMaxSeconds', options.refreshAheadMaxSeconds, defaultRefreshAheadMaxSeconds) * 1000;
+    this.leaseMs = wholeSeconds('leaseSeconds', options.leaseSeconds, defaultLeaseSeconds) * 1000;
+    const fraction = options.refreshAheadFraction ?? defaultRefreshAheadFraction;
+    if (!(fraction >= 0 && fraction < 1)) throw new RangeError('refreshAheadFraction must be at least 0 and below 1');
+    this.refreshAheadFraction = fraction;
     this.clients = options.clients;
     this.secrets = options.secrets;
     this.cache = options.cache;
     this.endpoint = options.endpoint;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
+    this.metrics = options.metrics ?? noMetrics;
   }
 
   hasClient(name: string): boolean {
@@ -83,14 +129,16 @@ export class TokenBroker {
   async getToken(request: GetTokenRequest): Promise<TokenResult> {
     const client = this.clientNamed(request.client);
     const scopes = resolveScope(request.client, client, request.scope);
-    const key = cacheKeyOf(request.client, scopes);
+    const target: Target = { clientName: request.client, client, scopes, key: cacheKeyOf(request.client, scopes) };
     const requestedScope = scopes.join(' ');
 
-    const remembered = this.memory.get(key);
-    if (remembered !== undefined && this.isServable(remembered)) {
-      return { response: this.present(remembered), cache: 'memory', requestedScope };
+    const remembered = this.memory.get(target.key);
+    const current = remembered !== undefined && this.isServable(remembered) ? remembered : undefined;
+    // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
+    if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
+      return { response: this.present(current), cache: 'memory', requestedScope };
     }
-    const loaded = await this.singleFlight(key, () => this.load(request.client, client, scopes, key));
+    const loaded = await this.singleFlight(target.key, () => this.load(target, current));
     return { response: this.present(loaded.token), cache: loaded.cache, requestedScope };
   }
 
@@ -103,6 +151,16 @@ export class TokenBroker {
     return token.expiresAt - this.clock.now() >= this.refreshWindowSeconds * 1000;
   }
 
+  /** Renewal is due from a share of the lifetime before expiry (bounded), and never later than the window. */
+  private isDue(token: CachedToken): boolean {
+    const lifetime = token.expiresAt - token.issuedAt;
+    const ahead = Math.max(
+      this.refreshWindowSeconds * 1000,
+      Math.min(lifetime * this.refreshAheadFraction, this.refreshAheadMaxMs),
+    );
+    return token.expiresAt - this.clock.now() < ahead;
+  }
+
   /** One load per key at a time in this container; every concurrent caller shares its outcome, failures included. */
   private singleFlight(key: string, load: () => Promise<Loaded>): Promise<Loaded> {
     const pending = this.inFlight.get(key);
@@ -112,53 +170,181 @@ export class TokenBroker {
     return started;
   }
 
-  private async load(clientName: string, client: ClientConfig, scopes: string[], key: string): Promise<Loaded> {
-    const stored = await this.readShared(clientName, key);
-    if (stored !== undefined && this.isServable(stored)) {
-      this.remember(key, stored);
-      return { token: stored, cache: 'table' };
+  private async load(target: Target, current: CachedToken | undefined): Promise<Loaded> {
+    try {
+      const credentials = await this.secrets.getCredentials(target.clientName, target.client);
+      const stored = await this.readShared(target, credentials);
+      if (stored !== undefined && this.isServable(stored) && !this.isDue(stored)) {
+        this.remember(target.key, stored);
+        return { token: stored, cache: 'table' };
+      }
+      const fallback = newest([current, stored].filter((token) => token !== undefined && this.isServable(token)));
+      return await this.renew(target, credentials, fallback);
+    } catch (error) {
+      // A renewal that fails (secret unreadable, endpoint down) still leaves the current token to serve.
+      if (current !== undefined && this.isServable(current)) return this.serveStale(target, current, error);
+      throw error;
     }
+  }
 
-    const credentials = await this.secrets.getCredentials(clientName, client);
+  private serveStale(target: Target, token: CachedToken, error: unknown): Loaded {
+    this.metrics.count('StaleServed', target.clientName);
+    this.logger.warn('token renewal failed; serving the current token', {
+      client: target.clientName,
+      errorCode: error instanceof BrokerError ? error.code : 'server_error',
+    });
+    return { token, cache: 'stale-served' };
+  }
+
+  /**
+   * Calls the token endpoint under a lease, so that across containers one caller renews a key while the
+   * others keep serving the current token or, when there is none, wait for the new one in the table.
+   */
+  private async renew(
+    target: Target,
+    credentials: ClientCredentials,
+    fallback: CachedToken | undefined,
+  ): Promise<Loaded> {
+    const holder = `${this.containerId}/${randomUUID()}`;
+    let lease = await this.acquireLease(target, holder);
+    if (lease === 'taken') {
+      if (fallback !== undefined)
+        return { token: fallback, cache: fallback === this.memory.get(target.key) ? 'memory' : 'table' };
+      const delivered = await this.awaitDelivery(target, credentials);
+      if (delivered !== undefined) return { token: delivered, cache: 'table' };
+      // The holder did not deliver within its lease (it may have died): take the lapsed lease over.
+      lease = await this.acquireLease(target, holder);
+    }
+    try {
+      const token = await this.fetchFromEndpoint(target, credentials);
+      this.remember(target.key, token.token);
+      await this.writeShared(target, token.token, token.credentials);
+      return { token: token.token, cache: fallback === undefined ? 'fetched' : 'refreshed' };
+    } catch (error) {
+      if (fallback !== undefined && this.isServable(fallback)) return this.serveStale(target, fallback, error);
+      throw error;
+    } finally {
+      if (lease === 'held') await this.releaseLease(target, holder);
+    }
+  }
+
+  /** An invalid_client answer may mean the secret was just rotated: re-read it once and try again. */
+  private async fetchFromEndpoint(
+    target: Target,
+    credentials: ClientCredentials,
+  ): Promise<{ token: CachedToken; credentials: ClientCredentials }> {
+    try {
+      return { token: await this.callEndpoint(target, credentials), credentials };
+    } catch (error) {
+      if (!(error instanceof BrokerError && error.upstreamError === 'invalid_client')) throw error;
+      const reread = await this.secrets.getCredentials(target.clientName, target.client, { refresh: true });
+      if (reread.clientId === credentials.clientId && reread.clientSecret === credentials.clientSecret) throw error;
+      this.metrics.count('SecretReloads', target.clientName);
+      this.logger.info('token endpoint refused the client; retrying with the re-read secret', {
+        client: target.clientName,
+      });
+      return { token: await this.callEndpoint(target, reread), credentials: reread };
+    }
+  }
+
+  private async callEndpoint(target: Target, credentials: ClientCredentials): Promise<CachedToken> {
     // Lifetime counts from before the request is sent, so the broker never believes a token lives longer than it does.
     const issuedAt = this.clock.now();
-    const issued = await this.endpoint.fetchToken({ clientName, client, credentials, scope: scopes.join(' ') });
-    const token: CachedToken = {
+    this.metrics.count('TokenEndpointCalls', target.clientName);
+    let issued: Awaited<ReturnType<TokenEndpoint['fetchToken']>>;
+    try {
+      issued = await this.endpoint.fetchToken({
+        clientName: target.clientName,
+        client: target.client,
+        credentials,
+        scope: target.scopes.join(' '),
+      });
+    } catch (error) {
+      this.metrics.count('TokenEndpointFailures', target.clientName);
+      throw error;
+    } finally {
+      this.metrics.upstreamLatency(this.clock.now() - issuedAt, target.clientName);
+    }
+    return {
       accessToken: issued.accessToken,
       tokenType: 'Bearer',
       // RFC 6749 section 5.1: an omitted scope means the requested scope was granted as asked.
-      scope: issued.scope ?? scopes.join(' '),
+      scope: issued.scope ?? target.scopes.join(' '),
       issuedAt,
       expiresAt: issuedAt + issued.expiresIn * 1000,
     };
-    this.remember(key, token);
-    await this.writeShared(clientName, key, token);
-    // A token fresh from the endpoint is handed to the callers who waited for it even when its whole
-    // lifetime is shorter than the refresh window: no better token exists.
-    return { token, cache: 'fetched' };
   }
 
-  private async readShared(clientName: string, key: string): Promise<CachedToken | undefined> {
+  /** Polls the table while another container holds the lease, for at most one lease period. */
+  private async awaitDelivery(target: Target, credentials: ClientCredentials): Promise<CachedToken | undefined> {
+    this.metrics.count('LeaseWaits', target.clientName);
+    const deadline = this.clock.now() + this.leaseMs;
+    while (this.clock.now() < deadline) {
+      await this.clock.sleep(leasePollMs / 2 + Math.random() * leasePollMs);
+      const stored = await this.readShared(target, credentials);
+      if (stored !== undefined && this.isServable(stored)) {
+        this.remember(target.key, stored);
+        return stored;
+      }
+    }
+    return undefined;
+  }
+
+  /** Without the table the lease cannot be known; the container goes ahead alone (single flight still holds). */
+  private async acquireLease(target: Target, holder: string): Promise<Lease> {
     try {
-      return await this.cache.get(key);
+      const now = this.clock.now();
+      return (await this.cache.acquireLease(target.key, holder, now, now + this.leaseMs)) ? 'held' : 'taken';
     } catch (error) {
-      this.logger.warn('token cache read failed; continuing without the shared cache', {
-        client: clientName,
-        errorName: errorName(error),
-      });
+      this.sharedCacheFailed(target, 'lease', error);
+      return 'unknown';
+    }
+  }
+
+  private async releaseLease(target: Target, holder: string): Promise<void> {
+    try {
+      await this.cache.releaseLease(target.key, holder);
+    } catch (error) {
+      // The lease lapses by itself.
+      this.sharedCacheFailed(target, 'lease release', error);
+    }
+  }
+
+  private async readShared(target: Target, credentials: ClientCredentials): Promise<CachedToken | undefined> {
+    let stored: Awaited<ReturnType<TokenCache['get']>>;
+    try {
+      stored = await this.cache.get(target.key);
+    } catch (error) {
+      this.sharedCacheFailed(target, 'read', error);
       return undefined;
     }
+    if (stored === undefined || stored.format !== sealFormat) return undefined;
+    // A token sealed under another secret (rotated since) does not open: it is a miss.
+    return unseal(this.sealingKey(credentials), target.key, stored.sealed);
   }
 
-  private async writeShared(clientName: string, key: string, token: CachedToken): Promise<void> {
+  private async writeShared(target: Target, token: CachedToken, credentials: ClientCredentials): Promise<void> {
     try {
-      await this.cache.put(key, token);
-    } catch (error) {
-      this.logger.warn('token cache write failed; the token is kept in memory only', {
-        client: clientName,
-        errorName: errorName(error),
+      await this.cache.put(target.key, {
+        format: sealFormat,
+        sealed: seal(this.sealingKey(credentials), target.key, token),
+        expiresAt: token.expiresAt,
       });
+    } catch (error) {
+      this.sharedCacheFailed(target, 'write', error);
     }
+  }
+
+  private sealingKey(credentials: ClientCredentials): SealingKey {
+    return deriveSealingKey(credentials.clientSecret);
+  }
+
+  private sharedCacheFailed(target: Target, operation: string, error: unknown): void {
+    this.metrics.count('SharedCacheErrors', target.clientName);
+    this.logger.warn(`token table ${operation} failed; continuing with this container's memory`, {
+      client: target.clientName,
+      errorName: error instanceof Error ? error.name : typeof error,
+    });
   }
 
   private remember(key: string, token: CachedToken): void {
@@ -179,6 +365,15 @@ export class TokenBroker {
   }
 }
 
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : typeof error;
+function newest(tokens: (CachedToken | undefined)[]): CachedToken | undefined {
+  let best: CachedToken | undefined;
+  for (const token of tokens)
+    if (token !== undefined && (best === undefined || token.expiresAt > best.expiresAt)) best = token;
+  return best;
+}
+
+function wholeSeconds(name: string, value: number | undefined, fallback: number): number {
+  const seconds = value ?? fallback;
+  if (!Number.isInteger(seconds) || seconds < 0) throw new RangeError(`${name} must be a non-negative integer`);
+  return seconds;
 }

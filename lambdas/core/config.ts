@@ -10,15 +10,41 @@ export interface ClientConfig {
   scopes: string[];
   defaultScope?: string;
   authMethod?: AuthMethod;
+  /**
+   * IAM principals (role, user or account-root ARNs) granted this client at deploy time: over HTTP
+   * (execute-api:Invoke on the client's token route) and by direct invoke (its Lambda alias).
+   */
+  allowedPrincipals?: string[];
+  /** The customer managed KMS key that encrypts the client's secret; the function may decrypt with it. */
+  secretKmsKeyArn?: string;
+  /** Lifetime in seconds assumed when the server omits expires_in and the token is not a JWT with exp. */
+  defaultExpiresIn?: number;
 }
 
 export type ClientRegistry = Readonly<Record<string, ClientConfig>>;
 
 export const clientNamePattern = /^[a-z0-9-]{1,64}$/;
 
-const knownFields = new Set(['wellKnownUrl', 'secretName', 'scopes', 'defaultScope', 'authMethod']);
+const knownFields = new Set([
+  'wellKnownUrl',
+  'secretName',
+  'scopes',
+  'defaultScope',
+  'authMethod',
+  'allowedPrincipals',
+  'secretKmsKeyArn',
+  'defaultExpiresIn',
+]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
+// IAM principals a grant may name: an account root, a role or a user (with an optional path). No wildcards.
+const iamName = '[A-Za-z0-9+=,.@_-]';
+export const principalArnPattern = new RegExp(
+  `^arn:aws(-[a-z]+)*:iam::\\d{12}:(root|(role|user)/(${iamName}+/)*${iamName}{1,64})$`,
+);
+// A key ARN proper: key policies and IAM evaluate kms:Decrypt against the key, never against an alias.
+export const kmsKeyArnPattern =
+  /^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key\/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
 const oidcSuffix = '/.well-known/openid-configuration';
 const oauthPrefix = '/.well-known/oauth-authorization-server';
 
@@ -122,8 +148,43 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     }
   }
 
+  if (
+    raw.defaultExpiresIn !== undefined &&
+    (typeof raw.defaultExpiresIn !== 'number' || !Number.isInteger(raw.defaultExpiresIn) || raw.defaultExpiresIn <= 0)
+  ) {
+    problems.push(`${at('defaultExpiresIn')}: must be a positive whole number of seconds`);
+  }
+
   if (raw.authMethod !== undefined && !authMethods.includes(raw.authMethod as AuthMethod)) {
     problems.push(`${at('authMethod')}: must be one of ${authMethods.join(', ')}`);
+  }
+
+  const principals = raw.allowedPrincipals;
+  if (principals !== undefined) {
+    if (!Array.isArray(principals) || principals.length === 0) {
+      problems.push(`${at('allowedPrincipals')}: must be a non-empty array of IAM principal ARNs`);
+    } else {
+      principals.forEach((principal, index) => {
+        if (typeof principal !== 'string' || !principalArnPattern.test(principal)) {
+          problems.push(
+            `${at(`allowedPrincipals[${index}]`)}: must be an IAM principal ARN without wildcards: ` +
+              'arn:aws:iam::<account>:root, arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>',
+          );
+        }
+      });
+      if (new Set(principals).size !== principals.length) {
+        problems.push(`${at('allowedPrincipals')}: must not repeat a principal`);
+      }
+    }
+  }
+
+  if (
+    raw.secretKmsKeyArn !== undefined &&
+    (typeof raw.secretKmsKeyArn !== 'string' || !kmsKeyArnPattern.test(raw.secretKmsKeyArn))
+  ) {
+    problems.push(
+      `${at('secretKmsKeyArn')}: must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias`,
+    );
   }
 }
 
@@ -148,6 +209,9 @@ export function parseClientRegistry(raw: unknown, options: ConfigOptions = {}): 
       scopes: [...client.scopes],
       ...(client.defaultScope === undefined ? {} : { defaultScope: client.defaultScope }),
       ...(client.authMethod === undefined ? {} : { authMethod: client.authMethod }),
+      ...(client.allowedPrincipals === undefined ? {} : { allowedPrincipals: [...client.allowedPrincipals] }),
+      ...(client.secretKmsKeyArn === undefined ? {} : { secretKmsKeyArn: client.secretKmsKeyArn }),
+      ...(client.defaultExpiresIn === undefined ? {} : { defaultExpiresIn: client.defaultExpiresIn }),
     };
   }
   return Object.freeze(registry);

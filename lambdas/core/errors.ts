@@ -25,12 +25,15 @@ export interface OAuthErrorBody {
 
 export class BrokerError extends Error {
   readonly code: ErrorCode;
+  /** The OAuth error code the token endpoint answered with, when it sent one. */
+  readonly upstreamError: string | undefined;
 
-  constructor(code: ErrorCode, description: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, description: string, options?: { cause?: unknown; upstreamError?: string }) {
     super(description, options);
     // Lambda reports a thrown error's name as the invocation's errorType, so the name is the code.
     this.name = code;
     this.code = code;
+    this.upstreamError = options?.upstreamError;
   }
 
   get status(): number {

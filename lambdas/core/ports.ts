@@ -1,23 +1,32 @@
 import type { ClientConfig } from './config.js';
 
-/** Milliseconds since the epoch. Injected so the core is tested with a fake clock. */
+/** Milliseconds since the epoch, and waiting. Injected so the core is tested with a fake clock. */
 export interface Clock {
   now(): number;
+  sleep(ms: number): Promise<void>;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
 
 export interface ClientCredentials {
   clientId: string;
   clientSecret: string;
 }
 
-/** Where a client's id and secret live (Secrets Manager in production). */
-export interface SecretSource {
-  getCredentials(clientName: string, client: ClientConfig): Promise<ClientCredentials>;
+export interface SecretReadOptions {
+  /** Bypass the bounded cache: the secret may just have been rotated. */
+  refresh?: boolean;
 }
 
-/** A token as the broker keeps it. Times are epoch milliseconds. */
+/** Where a client's id and secret live (Secrets Manager in production). */
+export interface SecretSource {
+  getCredentials(clientName: string, client: ClientConfig, options?: SecretReadOptions): Promise<ClientCredentials>;
+}
+
+/** A token as the broker keeps it in memory. Times are epoch milliseconds. */
 export interface CachedToken {
   accessToken: string;
   tokenType: string;
@@ -26,10 +35,24 @@ export interface CachedToken {
   expiresAt: number;
 }
 
-/** The shared, persistent cache tier (DynamoDB in production). */
+/** A token as the shared tier holds it: sealed, with only its expiry (epoch ms) in the clear for TTL. */
+export interface StoredToken {
+  format: number;
+  sealed: Uint8Array;
+  expiresAt: number;
+}
+
+/**
+ * The shared, persistent tier (DynamoDB in production): sealed tokens, and short leases so that one
+ * container at a time calls the token endpoint for a key.
+ */
 export interface TokenCache {
-  get(cacheKey: string): Promise<CachedToken | undefined>;
-  put(cacheKey: string, token: CachedToken): Promise<void>;
+  get(cacheKey: string): Promise<StoredToken | undefined>;
+  /** Keeps whichever of the stored and the offered token expires later. */
+  put(cacheKey: string, token: StoredToken): Promise<void>;
+  /** True when this holder now has the lease until `until`: none existed, it had lapsed by `now`, or it was this holder's. */
+  acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean>;
+  releaseLease(cacheKey: string, holder: string): Promise<void>;
 }
 
 export interface TokenRequest {
@@ -66,4 +89,24 @@ export const silentLogger: BrokerLogger = {
   info() {},
   warn() {},
   error() {},
+};
+
+export type BrokerMetric =
+  | 'TokenEndpointCalls'
+  | 'TokenEndpointFailures'
+  | 'SharedCacheErrors'
+  | 'LeaseWaits'
+  | 'StaleServed'
+  | 'SecretReloads';
+
+/** Counters the broker raises (EMF metrics through Powertools in production). */
+export interface BrokerMetrics {
+  count(metric: BrokerMetric, client: string): void;
+  /** Milliseconds one call to the token endpoint took, retries included. */
+  upstreamLatency(ms: number, client: string): void;
+}
+
+export const noMetrics: BrokerMetrics = {
+  count() {},
+  upstreamLatency() {},
 };

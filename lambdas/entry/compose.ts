@@ -1,7 +1,8 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
-import { defaultUpstreamTimeoutMs, OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
+import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
+import { fetchDefaults } from '../adapters/resilient-fetch.js';
 import { SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
 import { defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
@@ -31,7 +32,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   const tableName = env[environmentVariables.tableName];
   if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
   const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
-  const timeoutMs = wholeNumber(env, 'upstreamTimeoutMs', defaultUpstreamTimeoutMs, 1);
+  const budgetMs = wholeNumber(env, 'upstreamBudgetMs', fetchDefaults.budgetMs, 1);
   const clock = wiring.clock ?? systemClock;
 
   return new TokenBroker({
@@ -41,7 +42,12 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     refreshWindowSeconds,
     cache: new DynamoDbTokenCache(new DynamoDBClient({}), tableName),
     secrets: wiring.secrets ?? new SecretsManagerSecretSource(new SecretsManagerClient({}), clock, wiring.logger),
-    endpoint: new OAuthTokenEndpoint({ clock, logger: wiring.logger, allowLoopbackHttp, timeoutMs }),
+    endpoint: new OAuthTokenEndpoint({
+      clock,
+      logger: wiring.logger,
+      allowLoopbackHttp,
+      http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
+    }),
   });
 }
 

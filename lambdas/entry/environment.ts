@@ -3,5 +3,5 @@ export const environmentVariables = {
   tableName: 'TOKEN_BROKER_TABLE',
   clients: 'TOKEN_BROKER_CLIENTS',
   refreshWindowSeconds: 'TOKEN_BROKER_REFRESH_WINDOW_SECONDS',
-  upstreamTimeoutMs: 'TOKEN_BROKER_UPSTREAM_TIMEOUT_MS',
+  upstreamBudgetMs: 'TOKEN_BROKER_UPSTREAM_BUDGET_MS',
 } as const;

@@ -10,6 +10,14 @@ let child: ChildProcess;
 let baseUrl: string;
 let output = '';
 
+/** The child's log lines arrive on a pipe, possibly after its HTTP answer. */
+async function outputMatching(pattern: RegExp): Promise<void> {
+  for (let waited = 0; !pattern.test(output) && waited < 5_000; waited += 20) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.match(output, pattern);
+}
+
 describe('npm start: the local dev server on embedded defaults', () => {
   before(async () => {
     child = spawn(process.execPath, ['--import', 'tsx', devServer], {
@@ -47,7 +55,7 @@ describe('npm start: the local dev server on embedded defaults', () => {
       unknown
     >;
     assert.equal(again.access_token, token.access_token);
-    assert.match(output, /"cache":"memory"/);
+    await outputMatching(/"cache":"memory"/);
     assertNoLeak(output, [token.access_token as string]);
   });
 

@@ -24,6 +24,9 @@ export class ShiftedClock implements Clock {
   advance(ms: number): void {
     this.offset += ms;
   }
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
 }
 
 export const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
@@ -107,7 +110,7 @@ export async function startBrokerHarness() {
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
   process.env[environmentVariables.tableName] = tableName;
   process.env[environmentVariables.clients] = JSON.stringify(clients);
-  process.env[environmentVariables.upstreamTimeoutMs] = '1500';
+  process.env[environmentVariables.upstreamBudgetMs] = '1500';
 
   const output = captureOutput();
   const clock = new ShiftedClock();

@@ -1,10 +1,12 @@
 import type {
   BrokerLogger,
-  CachedToken,
+  BrokerMetric,
+  BrokerMetrics,
   ClientCredentials,
   Clock,
   IssuedToken,
   SecretSource,
+  StoredToken,
   TokenCache,
   TokenEndpoint,
   TokenRequest,
@@ -19,31 +21,71 @@ export class FakeClock implements Clock {
   advance(ms: number): void {
     this.current += ms;
   }
+  /** Time jumps ahead at once; a macrotask turn lets other callers run meanwhile. */
+  async sleep(ms: number): Promise<void> {
+    this.current += ms;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
+/** The shared tier in a Map: sealed tokens and leases with the same rules as the DynamoDB adapter. */
 export class MapTokenCache implements TokenCache {
-  readonly items = new Map<string, CachedToken>();
+  readonly items = new Map<string, StoredToken>();
+  readonly leases = new Map<string, { holder: string; until: number }>();
   gets = 0;
   puts = 0;
   failing = false;
-  async get(cacheKey: string): Promise<CachedToken | undefined> {
-    this.gets++;
+  private check(): void {
     if (this.failing) throw Object.assign(new Error('table unreachable'), { name: 'ServiceUnavailable' });
+  }
+  async get(cacheKey: string): Promise<StoredToken | undefined> {
+    this.gets++;
+    this.check();
     return this.items.get(cacheKey);
   }
-  async put(cacheKey: string, token: CachedToken): Promise<void> {
+  async put(cacheKey: string, token: StoredToken): Promise<void> {
     this.puts++;
-    if (this.failing) throw Object.assign(new Error('table unreachable'), { name: 'ServiceUnavailable' });
-    this.items.set(cacheKey, token);
+    this.check();
+    const existing = this.items.get(cacheKey);
+    if (existing === undefined || existing.expiresAt < token.expiresAt) this.items.set(cacheKey, token);
+  }
+  async acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean> {
+    this.check();
+    const lease = this.leases.get(cacheKey);
+    if (lease !== undefined && lease.until >= now && lease.holder !== holder) return false;
+    this.leases.set(cacheKey, { holder, until });
+    return true;
+  }
+  async releaseLease(cacheKey: string, holder: string): Promise<void> {
+    this.check();
+    if (this.leases.get(cacheKey)?.holder === holder) this.leases.delete(cacheKey);
   }
 }
 
 export class FixedSecretSource implements SecretSource {
   reads = 0;
-  constructor(private readonly credentials: ClientCredentials) {}
-  async getCredentials(): Promise<ClientCredentials> {
+  refreshes = 0;
+  failing = false;
+  constructor(public credentials: ClientCredentials) {}
+  async getCredentials(_name: string, _client: unknown, options?: { refresh?: boolean }): Promise<ClientCredentials> {
     this.reads++;
+    if (options?.refresh) this.refreshes++;
+    if (this.failing) throw Object.assign(new Error('secrets unreachable'), { name: 'InternalServiceError' });
     return this.credentials;
+  }
+}
+
+export class CountingMetrics implements BrokerMetrics {
+  readonly counts = new Map<BrokerMetric, number>();
+  readonly latencies: number[] = [];
+  count(metric: BrokerMetric): void {
+    this.counts.set(metric, (this.counts.get(metric) ?? 0) + 1);
+  }
+  upstreamLatency(ms: number): void {
+    this.latencies.push(ms);
+  }
+  of(metric: BrokerMetric): number {
+    return this.counts.get(metric) ?? 0;
   }
 }
 

@@ -4,6 +4,7 @@ import { TokenBroker } from '../../lambdas/core/broker.js';
 import type { ClientRegistry } from '../../lambdas/core/config.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import {
+  CountingMetrics,
   deferred,
   FakeClock,
   FixedSecretSource,
@@ -26,14 +27,15 @@ const clients: ClientRegistry = {
   },
 };
 
-function setup(options: { refreshWindowSeconds?: number } = {}) {
+function setup(options: { refreshWindowSeconds?: number; refreshAheadFraction?: number } = {}) {
   const clock = new FakeClock();
   const cache = new MapTokenCache();
   const endpoint = new ScriptedTokenEndpoint();
   const secrets = new FixedSecretSource({ clientId: 'id', clientSecret: 'secret' });
   const logger = new RecordingLogger();
-  const newBroker = () => new TokenBroker({ clients, secrets, cache, endpoint, clock, logger, ...options });
-  return { clock, cache, endpoint, secrets, logger, broker: newBroker(), newBroker };
+  const metrics = new CountingMetrics();
+  const newBroker = () => new TokenBroker({ clients, secrets, cache, endpoint, clock, logger, metrics, ...options });
+  return { clock, cache, endpoint, secrets, logger, metrics, broker: newBroker(), newBroker };
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string) {
@@ -114,8 +116,8 @@ describe('TokenBroker', () => {
     assert.equal(later.response.expires_in, 3598);
   });
 
-  it('keeps serving while more than the refresh window remains', async () => {
-    const { broker, clock, endpoint } = setup();
+  it('keeps serving while more than the refresh window remains, with refresh ahead switched off', async () => {
+    const { broker, clock, endpoint } = setup({ refreshAheadFraction: 0 });
     await broker.getToken({ client: 'bwell' });
     clock.advance((3600 - 60) * 1000);
     const result = await broker.getToken({ client: 'bwell' });
@@ -164,13 +166,23 @@ describe('TokenBroker', () => {
     assert.equal(endpoint.calls, 2);
   });
 
-  it('stores the token with its expiry as issue time plus expires_in', async () => {
+  it('stores the token sealed, with its expiry as issue time plus expires_in', async () => {
     const { broker, cache, clock } = setup();
     const issuedAt = clock.now();
     await broker.getToken({ client: 'bwell' });
     const stored = cache.items.get('bwell#system/*.read');
-    assert.equal(stored?.issuedAt, issuedAt);
     assert.equal(stored?.expiresAt, issuedAt + 3_600_000);
+    assert.equal(stored?.format, 1);
+    assert.equal(Buffer.from(stored?.sealed ?? []).includes(Buffer.from('token-1')), false);
+  });
+
+  it('reads a stored token sealed under a rotated-away secret as a miss', async () => {
+    const { broker, newBroker, secrets, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    secrets.credentials = { clientId: 'id', clientSecret: 'rotated' };
+    const result = await newBroker().getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(endpoint.calls, 2);
   });
 
   it('makes one upstream call for concurrent requests of the same key', async () => {
@@ -256,14 +268,163 @@ describe('TokenBroker', () => {
     const again = await broker.getToken({ client: 'bwell' });
     assert.equal(again.cache, 'memory');
     assert.equal(endpoint.calls, 1);
-    assert.deepEqual(
-      logger.lines.map((line) => line.level),
-      ['warn', 'warn'],
-    );
+    assert.ok(logger.lines.every((line) => line.level === 'warn' && /token table/.test(line.message)));
+    assert.ok(logger.lines.length >= 2);
   });
 
   it('rejects a refresh window that is not a whole number of seconds', () => {
     assert.throws(() => setup({ refreshWindowSeconds: -1 }), RangeError);
     assert.throws(() => setup({ refreshWindowSeconds: 1.5 }), RangeError);
+  });
+
+  describe('refresh ahead', () => {
+    // 3600 s tokens: renewal is due when a fifth of the life, at most 300 s, remains: at 3300 s.
+    it('keeps serving from memory before the refresh-ahead point', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3299_000);
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+      assert.equal(endpoint.calls, 1);
+    });
+
+    it('renews for one caller while the others are still served the current token', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3301_000);
+      const gate = deferred<void>();
+      endpoint.answerWith(async (_request, call) => {
+        await gate.promise;
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const renewing = broker.getToken({ client: 'bwell' });
+      const others = await Promise.all(Array.from({ length: 10 }, () => broker.getToken({ client: 'bwell' })));
+      assert.ok(others.every((other) => other.cache === 'memory' && other.response.access_token === 'token-1'));
+      gate.resolve();
+      const renewed = await renewing;
+      assert.equal(renewed.cache, 'refreshed');
+      assert.equal(renewed.response.access_token, 'token-2');
+      assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('serves the current token when its renewal fails, and tries again on the next request', async () => {
+      const { broker, clock, endpoint, metrics } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3301_000);
+      endpoint.answerWith(async () => {
+        throw new BrokerError('unavailable', 'the token endpoint of client bwell could not be reached');
+      });
+      const stale = await broker.getToken({ client: 'bwell' });
+      assert.equal(stale.cache, 'stale-served');
+      assert.equal(stale.response.access_token, 'token-1');
+      await broker.getToken({ client: 'bwell' });
+      assert.equal(endpoint.calls, 3);
+      assert.equal(metrics.of('StaleServed'), 2);
+    });
+
+    it('serves the current token when the secret cannot be read for its renewal', async () => {
+      const { broker, clock, secrets } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3301_000);
+      secrets.failing = true;
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'stale-served');
+    });
+
+    it('makes callers wait once the token is inside the minimum window, and fails them if renewal fails', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3541_000);
+      endpoint.answerWith(async () => {
+        throw new BrokerError('upstream_timeout', 'the token endpoint of client bwell did not answer in time');
+      });
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_timeout');
+    });
+  });
+
+  describe('across containers', () => {
+    it('lets one container call the token endpoint for a cold key while the others wait for its token', async () => {
+      const { newBroker, endpoint, metrics } = setup();
+      const gate = deferred<void>();
+      endpoint.answerWith(async () => {
+        await gate.promise;
+        return { accessToken: 'only-one', tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const containers = Array.from({ length: 4 }, () => newBroker());
+      const answers = Promise.all(containers.map((container) => container.getToken({ client: 'bwell' })));
+      await new Promise((resolve) => setImmediate(resolve));
+      gate.resolve();
+      const results = await answers;
+      assert.equal(endpoint.calls, 1);
+      assert.ok(results.every((result) => result.response.access_token === 'only-one'));
+      assert.deepEqual(results.map((result) => result.cache).sort(), ['fetched', 'table', 'table', 'table']);
+      assert.equal(metrics.of('LeaseWaits'), 3);
+    });
+
+    it('takes over the lease of a container that died holding it', async () => {
+      const { broker, cache, clock, endpoint } = setup();
+      cache.leases.set('bwell#system/*.read', { holder: 'dead-container', until: clock.now() + 7_000 });
+      const result = await broker.getToken({ client: 'bwell' });
+      assert.equal(result.cache, 'fetched');
+      assert.equal(endpoint.calls, 1);
+      assert.ok(clock.now() >= Date.UTC(2026, 10, 29, 12, 0, 7));
+    });
+
+    it('keeps serving the current token while another container renews it', async () => {
+      const { broker, cache, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3301_000);
+      cache.leases.set('bwell#system/*.read', { holder: 'other-container', until: clock.now() + 7_000 });
+      const result = await broker.getToken({ client: 'bwell' });
+      assert.equal(result.cache, 'memory');
+      assert.equal(result.response.access_token, 'token-1');
+      assert.equal(endpoint.calls, 1);
+    });
+
+    it('goes ahead alone when the table cannot hold a lease', async () => {
+      const { broker, cache, endpoint, metrics } = setup();
+      cache.failing = true;
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'fetched');
+      assert.equal(endpoint.calls, 1);
+      assert.ok(metrics.of('SharedCacheErrors') >= 3);
+    });
+  });
+
+  describe('secret rotation', () => {
+    it('re-reads the secret once and retries when the token endpoint answers invalid_client', async () => {
+      const { broker, endpoint, secrets, metrics } = setup();
+      endpoint.answerWith(async (request, call) => {
+        if (request.credentials.clientSecret !== 'rotated') {
+          throw new BrokerError('upstream_error', 'refused: invalid_client', { upstreamError: 'invalid_client' });
+        }
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      secrets.getCredentials = async (_name, _client, options) => {
+        secrets.reads++;
+        return options?.refresh ? { clientId: 'id', clientSecret: 'rotated' } : { clientId: 'id', clientSecret: 'old' };
+      };
+      const result = await broker.getToken({ client: 'bwell' });
+      assert.equal(result.response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+      assert.equal(metrics.of('SecretReloads'), 1);
+    });
+
+    it('does not retry invalid_client when the re-read secret is unchanged', async () => {
+      const { broker, endpoint, secrets } = setup();
+      endpoint.answerWith(async () => {
+        throw new BrokerError('upstream_error', 'refused: invalid_client', { upstreamError: 'invalid_client' });
+      });
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(endpoint.calls, 1);
+      assert.equal(secrets.refreshes, 1);
+    });
+
+    it('does not re-read the secret for other refusals', async () => {
+      const { broker, endpoint, secrets } = setup();
+      endpoint.answerWith(async () => {
+        throw new BrokerError('upstream_error', 'refused: invalid_scope', { upstreamError: 'invalid_scope' });
+      });
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(secrets.refreshes, 0);
+    });
   });
 });

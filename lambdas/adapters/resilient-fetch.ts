@@ -1,0 +1,146 @@
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { Clock } from '../core/ports.js';
+
+export interface ResilientFetchOptions {
+  clock: Clock;
+  /** Establishing a connection (TCP and TLS). */
+  connectTimeoutMs?: number;
+  /** One attempt, from sending to the last byte of the answer. */
+  attemptTimeoutMs?: number;
+  /** Every attempt and every pause between them; keeps the broker inside API Gateway's 29 s. */
+  budgetMs?: number;
+  maxAttempts?: number;
+  /** A token response or discovery document is a few kilobytes; anything far larger is refused unread. */
+  maxBodyBytes?: number;
+  random?: () => number;
+}
+
+export const fetchDefaults = {
+  connectTimeoutMs: 2_000,
+  attemptTimeoutMs: 3_000,
+  budgetMs: 5_000,
+  maxAttempts: 3,
+  maxBodyBytes: 256 * 1024,
+  backoffBaseMs: 100,
+  backoffCapMs: 1_000,
+};
+
+/** The answer's body exceeded maxBodyBytes; the read was abandoned. */
+export class ResponseTooLargeError extends Error {
+  override name = 'ResponseTooLargeError';
+}
+
+/** Every attempt timed out or failed to connect before the budget ran out. */
+export class UpstreamTimeoutError extends Error {
+  override name = 'UpstreamTimeoutError';
+}
+
+type FetchInit = {
+  method?: string;
+  headers?: Record<string, string> | Headers;
+  body?: string | URLSearchParams;
+  signal?: AbortSignal | null;
+  redirect?: 'manual' | 'follow' | 'error';
+};
+
+/**
+ * fetch for the token endpoint and discovery: one keep-alive connection pool per container, timeouts on
+ * connect and on each attempt, and retries with exponential backoff and full jitter for network errors,
+ * 5xx and 429 (Retry-After honoured when it fits the budget), never for other answers.
+ */
+export function createResilientFetch(options: ResilientFetchOptions) {
+  const settings = { ...fetchDefaults, ...definedOnly(options) };
+  const random = options.random ?? Math.random;
+  const dispatcher = new Agent({
+    connect: { timeout: settings.connectTimeoutMs },
+    keepAliveTimeout: 30_000,
+    connections: 16,
+  });
+
+  return async function resilientFetch(url: string, init: FetchInit = {}): Promise<Response> {
+    const deadline = options.clock.now() + settings.budgetMs;
+    for (let attempt = 1; ; attempt++) {
+      const remaining = deadline - options.clock.now();
+      const signals = [AbortSignal.timeout(Math.max(1, Math.min(settings.attemptTimeoutMs, remaining)))];
+      if (init.signal) signals.push(init.signal);
+      let pause: number | undefined;
+      try {
+        const response = await undiciFetch(url, {
+          method: init.method,
+          headers: init.headers instanceof Headers ? Object.fromEntries(init.headers) : init.headers,
+          body: init.body?.toString(),
+          redirect: init.redirect ?? 'manual',
+          signal: AbortSignal.any(signals),
+          dispatcher,
+        });
+        if (!isRetryable(response.status) || attempt >= settings.maxAttempts)
+          return await readCapped(response, settings.maxBodyBytes);
+        pause = retryAfterMs(response.headers.get('retry-after'), options.clock.now()) ?? backoff(attempt, random);
+        // When the server asks for more time than the budget has left, its answer is the answer.
+        if (options.clock.now() + pause >= deadline) return await readCapped(response, settings.maxBodyBytes);
+        await response.body?.cancel();
+      } catch (error) {
+        if (init.signal?.aborted) throw error;
+        const timedOut = isTimeout(error);
+        if (attempt >= settings.maxAttempts || options.clock.now() >= deadline - 1) {
+          throw timedOut ? new UpstreamTimeoutError('no answer within the budget', { cause: error }) : error;
+        }
+        pause = backoff(attempt, random);
+        if (options.clock.now() + pause >= deadline) {
+          throw timedOut ? new UpstreamTimeoutError('no answer within the budget', { cause: error }) : error;
+        }
+      }
+      await options.clock.sleep(pause);
+    }
+  };
+}
+
+function isRetryable(status: number): boolean {
+  return status === 429 || status >= 500;
+}
+
+function backoff(attempt: number, random: () => number): number {
+  return Math.floor(random() * Math.min(fetchDefaults.backoffCapMs, fetchDefaults.backoffBaseMs * 2 ** (attempt - 1)));
+}
+
+/** Retry-After is either delta-seconds or an HTTP date. */
+function retryAfterMs(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function isTimeout(error: unknown): boolean {
+  if (error instanceof DOMException && (error.name === 'TimeoutError' || error.name === 'AbortError')) return true;
+  const cause = (error as { cause?: { code?: unknown; name?: unknown } } | null)?.cause;
+  return cause?.code === 'UND_ERR_CONNECT_TIMEOUT' || cause?.name === 'TimeoutError';
+}
+
+/** Reads at most maxBytes, so a hostile or broken server cannot make the broker buffer megabytes. */
+async function readCapped(response: Awaited<ReturnType<typeof undiciFetch>>, maxBytes: number): Promise<Response> {
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await response.body?.cancel();
+    throw new ResponseTooLargeError(`answer of ${declared} bytes exceeds ${maxBytes}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (response.body !== null) {
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        await response.body.cancel().catch(() => {});
+        throw new ResponseTooLargeError(`answer exceeds ${maxBytes} bytes`);
+      }
+      chunks.push(chunk);
+    }
+  }
+  const headers = new Headers();
+  response.headers.forEach((value, name) => headers.set(name, value));
+  return new Response(size === 0 ? null : Buffer.concat(chunks), { status: response.status, headers });
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
