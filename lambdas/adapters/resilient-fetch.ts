@@ -137,7 +137,7 @@ async function readCapped(response: Awaited<ReturnType<typeof undiciFetch>>, max
     }
   }
   const headers = new Headers();
-  response.headers.forEach((value, name) => headers.set(name, value));
+  for (const [name, value] of response.headers) headers.set(name, value);
   return new Response(size === 0 ? null : Buffer.concat(chunks), { status: response.status, headers });
 }
 

@@ -86,7 +86,11 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     assert.ok(Math.abs(expiresAt - (Math.floor(issuedAt / 1000) + expiresIn)) <= 1);
     const sealed = Buffer.from(item?.sealed?.B ?? []);
     assert.ok(sealed.length > 0);
-    assert.equal(sealed.includes(Buffer.from(answer.json.access_token as string)), false, 'the token is sealed at rest');
+    assert.equal(
+      sealed.includes(Buffer.from(answer.json.access_token as string)),
+      false,
+      'the token is sealed at rest',
+    );
     assert.equal(item?.format?.N, '1');
   });
 
