@@ -5,14 +5,18 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
+  ScanCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { StoredToken, TokenCache } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 
 // Lease items share the table; the prefix cannot collide with a cache key, whose client name has no colon.
 const leasePrefix = 'lease:';
+const revokedPrefix = 'revoked:';
 // Lapsed leases are cleaned up by TTL a while after they end; reads never rely on that.
 const leaseTtlGraceSeconds = 300;
+// A revocation marker outlives every token issued before it (the broker accepts at most 31-day lifetimes).
+const revocationTtlSeconds = 32 * 24 * 3600;
 
 /**
  * The shared tier in DynamoDB: one item per cache key holding the sealed token, and short-lived lease
@@ -84,6 +88,58 @@ export class DynamoDbTokenCache implements TokenCache {
         }),
       ),
     );
+  }
+
+  /** The table is a small cache (clients × scope sets), so an administrative scan of it is cheap. */
+  async revokeClient(clientName: string, at: number): Promise<number> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: {
+          [partitionKey]: { S: revokedPrefix + clientName },
+          revokedAt: { N: String(at) },
+          [ttlAttribute]: { N: String(Math.ceil(at / 1000) + revocationTtlSeconds) },
+        },
+      }),
+    );
+    let deleted = 0;
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          ProjectionExpression: '#key',
+          FilterExpression: 'begins_with(#key, :prefix)',
+          ExpressionAttributeNames: { '#key': partitionKey },
+          ExpressionAttributeValues: { ':prefix': { S: `${clientName}#` } },
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        await this.client.send(
+          new DeleteItemCommand({
+            TableName: this.tableName,
+            Key: { [partitionKey]: item[partitionKey] as AttributeValue },
+          }),
+        );
+        deleted++;
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    return deleted;
+  }
+
+  async revokedAt(clientName: string): Promise<number | undefined> {
+    const output = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { [partitionKey]: { S: revokedPrefix + clientName } },
+        ConsistentRead: true,
+      }),
+    );
+    const at = Number(output.Item?.revokedAt?.N);
+    return Number.isFinite(at) ? at : undefined;
   }
 
   /** True when the write happened, false when its condition did not hold. */

@@ -2,6 +2,7 @@ import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
 import type { BrokerLogger, Clock, IssuedToken, TokenEndpoint, TokenRequest } from '../core/ports.js';
+import { type Traced, untraced } from './observability.js';
 import {
   createResilientFetch,
   fetchDefaults,
@@ -23,6 +24,8 @@ export interface OAuthTokenEndpointOptions {
   /** Timeouts, retries and the body cap of every upstream request. */
   http?: Omit<ResilientFetchOptions, 'clock'>;
   discoveryMaxAgeMs?: number;
+  /** X-Ray subsegments around discovery and the token call. */
+  traced?: Traced;
 }
 
 interface Discovered {
@@ -42,9 +45,11 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
   private readonly discovering = new Map<string, Promise<oauth.AuthorizationServer>>();
   private readonly discoveryMaxAgeMs: number;
   private readonly fetch: ReturnType<typeof createResilientFetch>;
+  private readonly traced: Traced;
 
   constructor(private readonly options: OAuthTokenEndpointOptions) {
     this.discoveryMaxAgeMs = options.discoveryMaxAgeMs ?? defaultDiscoveryMaxAgeMs;
+    this.traced = options.traced ?? untraced;
     this.fetch = createResilientFetch({ ...options.http, clock: options.clock });
   }
 
@@ -61,12 +66,14 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
 
     let raw: unknown;
     try {
-      const response = await oauth.clientCredentialsGrantRequest(
-        server,
-        oauthClient,
-        clientAuth,
-        parameters,
-        this.httpOptions(server.token_endpoint ?? ''),
+      const response = await this.traced('token-endpoint', () =>
+        oauth.clientCredentialsGrantRequest(
+          server,
+          oauthClient,
+          clientAuth,
+          parameters,
+          this.httpOptions(server.token_endpoint ?? ''),
+        ),
       );
       // oauth4webapi checks the answer leniently (it accepts "3600" for expires_in); the raw body is checked strictly.
       raw =
@@ -117,7 +124,9 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     const { issuer, algorithm } = discoveryLocation(client.wellKnownUrl);
     let server: oauth.AuthorizationServer;
     try {
-      const response = await oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href) });
+      const response = await this.traced('discovery', () =>
+        oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href) }),
+      );
       server = await oauth.processDiscoveryResponse(issuer, response);
     } catch (error) {
       throw translateUpstreamError(error, clientName, 'discovery');

@@ -19,6 +19,7 @@ export const defaultRefreshWindowSeconds = 60;
 export const defaultRefreshAheadFraction = 0.2;
 export const defaultRefreshAheadMaxSeconds = 300;
 export const defaultLeaseSeconds = 7;
+export const defaultRevocationCheckSeconds = 30;
 const leasePollMs = 100;
 
 export interface TokenBrokerOptions {
@@ -37,6 +38,8 @@ export interface TokenBrokerOptions {
   refreshAheadMaxSeconds?: number;
   /** How long one container may hold the right to call the token endpoint for a key; covers one upstream call. */
   leaseSeconds?: number;
+  /** How often a container looks, in the background, whether an administrator revoked a client's tokens. */
+  revocationCheckSeconds?: number;
 }
 
 export interface GetTokenRequest {
@@ -65,11 +68,14 @@ export interface TokenResult {
   cache: CacheOutcome;
   /** The normalized scope set that was requested (the cache key's scope part). */
   requestedScope: string;
+  /** How long the token endpoint took, when this answer waited for it. */
+  upstreamMs?: number;
 }
 
 interface Loaded {
   token: CachedToken;
   cache: CacheOutcome;
+  upstreamMs?: number;
 }
 
 interface Target {
@@ -98,8 +104,10 @@ export class TokenBroker {
   private readonly refreshAheadMaxMs: number;
   private readonly leaseMs: number;
   private readonly containerId = randomUUID();
+  private readonly revocationCheckMs: number;
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
+  private readonly revocations = new Map<string, { revokedAt: number | undefined; checkedAt: number }>();
 
   constructor(options: TokenBrokerOptions) {
     this.refreshWindowSeconds = wholeSeconds(
@@ -110,6 +118,8 @@ export class TokenBroker {
     this.refreshAheadMaxMs =
       wholeSeconds('refreshAheadMaxSeconds', options.refreshAheadMaxSeconds, defaultRefreshAheadMaxSeconds) * 1000;
     this.leaseMs = wholeSeconds('leaseSeconds', options.leaseSeconds, defaultLeaseSeconds) * 1000;
+    this.revocationCheckMs =
+      wholeSeconds('revocationCheckSeconds', options.revocationCheckSeconds, defaultRevocationCheckSeconds) * 1000;
     const fraction = options.refreshAheadFraction ?? defaultRefreshAheadFraction;
     if (!(fraction >= 0 && fraction < 1)) throw new RangeError('refreshAheadFraction must be at least 0 and below 1');
     this.refreshAheadFraction = fraction;
@@ -131,15 +141,65 @@ export class TokenBroker {
     const scopes = resolveScope(request.client, client, request.scope);
     const target: Target = { clientName: request.client, client, scopes, key: cacheKeyOf(request.client, scopes) };
     const requestedScope = scopes.join(' ');
+    this.checkRevocation(request.client);
 
     const remembered = this.memory.get(target.key);
-    const current = remembered !== undefined && this.isServable(remembered) ? remembered : undefined;
+    const current =
+      remembered !== undefined && this.isServable(remembered) && !this.isRevoked(request.client, remembered)
+        ? remembered
+        : undefined;
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
     if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
       return { response: this.present(current), cache: 'memory', requestedScope };
     }
     const loaded = await this.singleFlight(target.key, () => this.load(target, current));
-    return { response: this.present(loaded.token), cache: loaded.cache, requestedScope };
+    const result: TokenResult = { response: this.present(loaded.token), cache: loaded.cache, requestedScope };
+    if (loaded.upstreamMs !== undefined) result.upstreamMs = loaded.upstreamMs;
+    return result;
+  }
+
+  /**
+   * Drops every cached token of a client, in this container, in the table, and (within the revocation
+   * check interval) in every other container: for a secret rotated after a leak.
+   */
+  async invalidate(clientName: string): Promise<{ dropped: number }> {
+    this.clientNamed(clientName);
+    const at = this.clock.now();
+    this.revocations.set(clientName, { revokedAt: at, checkedAt: at });
+    this.dropRevoked(clientName, at);
+    try {
+      return { dropped: await this.cache.revokeClient(clientName, at) };
+    } catch (error) {
+      this.sharedCacheFailed({ clientName }, 'revocation', error);
+      throw new BrokerError('unavailable', `the token table could not drop the tokens of client ${clientName}`);
+    }
+  }
+
+  private isRevoked(clientName: string, token: CachedToken): boolean {
+    const revokedAt = this.revocations.get(clientName)?.revokedAt;
+    return revokedAt !== undefined && token.issuedAt <= revokedAt;
+  }
+
+  /** At most once per interval and never on the caller's path: a memory hit does no I/O. */
+  private checkRevocation(clientName: string): void {
+    const now = this.clock.now();
+    const known = this.revocations.get(clientName);
+    if (known !== undefined && now - known.checkedAt < this.revocationCheckMs) return;
+    this.revocations.set(clientName, { revokedAt: known?.revokedAt, checkedAt: now });
+    this.cache.revokedAt(clientName).then(
+      (revokedAt) => {
+        if (revokedAt === undefined || (known?.revokedAt !== undefined && revokedAt <= known.revokedAt)) return;
+        this.revocations.set(clientName, { revokedAt, checkedAt: now });
+        this.dropRevoked(clientName, revokedAt);
+      },
+      (error: unknown) => this.sharedCacheFailed({ clientName }, 'revocation check', error),
+    );
+  }
+
+  private dropRevoked(clientName: string, revokedAt: number): void {
+    for (const [key, token] of this.memory) {
+      if (key.startsWith(`${clientName}#`) && token.issuedAt <= revokedAt) this.memory.delete(key);
+    }
   }
 
   private clientNamed(name: string): ClientConfig {
@@ -215,11 +275,16 @@ export class TokenBroker {
       // The holder did not deliver within its lease (it may have died): take the lapsed lease over.
       lease = await this.acquireLease(target, holder);
     }
+    const started = this.clock.now();
     try {
       const token = await this.fetchFromEndpoint(target, credentials);
       this.remember(target.key, token.token);
       await this.writeShared(target, token.token, token.credentials);
-      return { token: token.token, cache: fallback === undefined ? 'fetched' : 'refreshed' };
+      return {
+        token: token.token,
+        cache: fallback === undefined ? 'fetched' : 'refreshed',
+        upstreamMs: this.clock.now() - started,
+      };
     } catch (error) {
       if (fallback !== undefined && this.isServable(fallback)) return this.serveStale(target, fallback, error);
       throw error;
@@ -320,7 +385,8 @@ export class TokenBroker {
     }
     if (stored === undefined || stored.format !== sealFormat) return undefined;
     // A token sealed under another secret (rotated since) does not open: it is a miss.
-    return unseal(this.sealingKey(credentials), target.key, stored.sealed);
+    const token = unseal(this.sealingKey(credentials), target.key, stored.sealed);
+    return token === undefined || this.isRevoked(target.clientName, token) ? undefined : token;
   }
 
   private async writeShared(target: Target, token: CachedToken, credentials: ClientCredentials): Promise<void> {
@@ -339,7 +405,7 @@ export class TokenBroker {
     return deriveSealingKey(credentials.clientSecret);
   }
 
-  private sharedCacheFailed(target: Target, operation: string, error: unknown): void {
+  private sharedCacheFailed(target: Pick<Target, 'clientName'>, operation: string, error: unknown): void {
     this.metrics.count('SharedCacheErrors', target.clientName);
     this.logger.warn(`token table ${operation} failed; continuing with this container's memory`, {
       client: target.clientName,

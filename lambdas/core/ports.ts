@@ -53,6 +53,10 @@ export interface TokenCache {
   /** True when this holder now has the lease until `until`: none existed, it had lapsed by `now`, or it was this holder's. */
   acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean>;
   releaseLease(cacheKey: string, holder: string): Promise<void>;
+  /** Deletes every stored token of the client and records when, so other containers drop their copies. */
+  revokeClient(clientName: string, at: number): Promise<number>;
+  /** When the client's tokens were last revoked (epoch ms), if ever. */
+  revokedAt(clientName: string): Promise<number | undefined>;
 }
 
 export interface TokenRequest {

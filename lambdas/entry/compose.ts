@@ -1,12 +1,14 @@
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
 import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
+import { tracedWith, untraced } from '../adapters/observability.js';
 import { fetchDefaults } from '../adapters/resilient-fetch.js';
-import { SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
-import { defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
+import { defaultSecretMaxAgeMs, SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
+import { defaultRefreshAheadMaxSeconds, defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
-import type { BrokerLogger, Clock, SecretSource } from '../core/ports.js';
+import type { BrokerLogger, BrokerMetrics, Clock, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
 import { environmentVariables } from './environment.js';
 
@@ -17,6 +19,9 @@ export interface BrokerWiring {
   secrets?: SecretSource;
   /** Plain http to loopback identity providers: the local dev server only. */
   allowLoopbackHttp?: boolean;
+  metrics?: BrokerMetrics;
+  /** X-Ray: SDK clients are captured and upstream calls get subsegments. */
+  tracer?: Tracer;
 }
 
 /**
@@ -32,21 +37,30 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   const tableName = env[environmentVariables.tableName];
   if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
   const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
+  const refreshAheadMaxSeconds = wholeNumber(env, 'refreshAheadMaxSeconds', defaultRefreshAheadMaxSeconds, 0);
   const budgetMs = wholeNumber(env, 'upstreamBudgetMs', fetchDefaults.budgetMs, 1);
+  const secretMaxAgeMs = wholeNumber(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, 0) * 1000;
   const clock = wiring.clock ?? systemClock;
+  const tracer = wiring.tracer;
+  const captured = <T>(client: T): T => (tracer === undefined ? client : tracer.captureAWSv3Client(client));
 
   return new TokenBroker({
     clients,
     clock,
     logger: wiring.logger,
+    ...(wiring.metrics === undefined ? {} : { metrics: wiring.metrics }),
     refreshWindowSeconds,
-    cache: new DynamoDbTokenCache(new DynamoDBClient({}), tableName),
-    secrets: wiring.secrets ?? new SecretsManagerSecretSource(new SecretsManagerClient({}), clock, wiring.logger),
+    refreshAheadMaxSeconds,
+    cache: new DynamoDbTokenCache(captured(new DynamoDBClient({})), tableName),
+    secrets:
+      wiring.secrets ??
+      new SecretsManagerSecretSource(captured(new SecretsManagerClient({})), clock, wiring.logger, secretMaxAgeMs),
     endpoint: new OAuthTokenEndpoint({
       clock,
       logger: wiring.logger,
       allowLoopbackHttp,
       http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
+      traced: tracer === undefined ? untraced : tracedWith(tracer),
     }),
   });
 }

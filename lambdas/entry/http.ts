@@ -1,8 +1,7 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { TokenBroker } from '../core/broker.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
-import type { BrokerLogger } from '../core/ports.js';
-import { logFailure, logServed } from './audit.js';
+import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
 
 export const tokenRoute = '/clients/{client}/token';
 const maxBodyBytes = 4096;
@@ -15,37 +14,53 @@ const baseHeaders = {
   Pragma: 'no-cache',
 };
 
-/** API Gateway REST proxy event → broker → response. Every failure becomes an OAuth-style JSON body. */
+/**
+ * API Gateway REST proxy event → broker → response. POST fetches a token; DELETE (a separately granted
+ * IAM resource) drops every cached token of the client. Every failure becomes an OAuth-style JSON body.
+ */
 export async function handleHttpEvent(
   event: APIGatewayProxyEvent,
   broker: TokenBroker,
-  logger: BrokerLogger,
+  sink: AuditSink,
 ): Promise<APIGatewayProxyResult> {
   const caller = event.requestContext?.identity?.userArn ?? undefined;
   const client = event.pathParameters?.client;
   try {
     const request = parseHttpRequest(event);
-    const result = await broker.getToken(request);
-    logServed(logger, { caller, channel: 'http', client: request.client, result });
+    if (request.method === 'DELETE') {
+      const { dropped } = await broker.invalidate(request.client);
+      logInvalidated(sink, { caller, channel: 'http', client: request.client, dropped });
+      return { statusCode: 200, headers: baseHeaders, body: JSON.stringify({ client: request.client, dropped }) };
+    }
+    const result = await broker.getToken(request.token);
+    logServed(sink, { caller, channel: 'http', client: request.client, result });
     return { statusCode: 200, headers: baseHeaders, body: JSON.stringify(result.response) };
   } catch (thrown) {
     const error = toBrokerError(thrown);
-    logFailure(logger, { caller, channel: 'http', client, error });
+    logFailure(sink, { caller, channel: 'http', client, error });
     return { statusCode: error.status, headers: baseHeaders, body: JSON.stringify(error.toBody()) };
   }
 }
 
-function parseHttpRequest(event: APIGatewayProxyEvent): { client: string; scope?: string } {
+type HttpRequest =
+  | { method: 'POST'; client: string; token: { client: string; scope?: string } }
+  | { method: 'DELETE'; client: string };
+
+function parseHttpRequest(event: APIGatewayProxyEvent): HttpRequest {
   if (event.resource !== tokenRoute) throw new BrokerError('not_found', 'no such route');
-  if (event.httpMethod !== 'POST') throw new BrokerError('method_not_allowed', `${tokenRoute} accepts POST only`);
+  const method = event.httpMethod;
+  if (method !== 'POST' && method !== 'DELETE') {
+    throw new BrokerError('method_not_allowed', `${tokenRoute} accepts POST and DELETE only`);
+  }
   // API Gateway admits only SigV4-signed callers; an event without an IAM identity did not come through it.
   if (!event.requestContext?.identity?.userArn) {
     throw new BrokerError('access_denied', 'the request carries no IAM caller identity');
   }
   const client = event.pathParameters?.client;
   if (typeof client !== 'string' || client === '') throw new BrokerError('invalid_request', 'the path names no client');
+  if (method === 'DELETE') return { method, client };
   const scope = parseBody(event);
-  return scope === undefined ? { client } : { client, scope };
+  return { method, client, token: scope === undefined ? { client } : { client, scope } };
 }
 
 function parseBody(event: APIGatewayProxyEvent): string | undefined {

@@ -1,21 +1,35 @@
 import type { TokenBroker, TokenResponse } from '../core/broker.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
-import type { BrokerLogger } from '../core/ports.js';
-import { logFailure, logServed } from './audit.js';
+import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
 
-const allowedFields = new Set(['client', 'scope']);
+const tokenFields = new Set(['client', 'scope']);
+const adminFields = new Set(['action', 'client']);
+/** Client names never contain an underscore, so an admin alias never collides with a client alias. */
+export const adminAliasSuffix = '_admin';
+
+export function adminAliasOf(clientName: string): string {
+  return `${clientName}${adminAliasSuffix}`;
+}
+
+export interface InvalidationAnswer {
+  client: string;
+  dropped: number;
+}
 
 /**
- * A direct Lambda invocation. IAM grants invoke rights per alias, one alias per client, so an invocation
- * is served only for the client its alias is named after; an unqualified one could ask for any client.
- * Failures throw a BrokerError, whose name (the error code) Lambda reports as the errorType.
+ * A direct Lambda invocation. IAM grants invoke rights per alias, so the alias is the authorization:
+ * `{client, scope?}` is served only through the alias named after that client, and the admin event
+ * `{action: "invalidate", client}` only through the client's admin alias `<client>_admin`, which is
+ * granted separately so that fetching a token never implies the right to drop the cache. An unqualified
+ * invocation could ask for anything and is refused. Failures throw a BrokerError, whose name (the error
+ * code) Lambda reports as the errorType.
  */
 export async function handleInvokeEvent(
   event: unknown,
   invokedFunctionArn: string,
   broker: TokenBroker,
-  logger: BrokerLogger,
-): Promise<TokenResponse> {
+  sink: AuditSink,
+): Promise<TokenResponse | InvalidationAnswer> {
   const alias = aliasOf(invokedFunctionArn);
   let client: string | undefined;
   try {
@@ -24,15 +38,25 @@ export async function handleInvokeEvent(
     if (alias === undefined) {
       throw new BrokerError('access_denied', 'invoke the function through the alias named after the client');
     }
-    if (alias !== request.client) {
-      throw new BrokerError('access_denied', `the alias ${alias} serves client ${alias} only`);
+    if (request.action === 'invalidate') {
+      if (alias !== adminAliasOf(request.client)) {
+        throw new BrokerError(
+          'access_denied',
+          `invalidation is served through the alias ${adminAliasOf(request.client)} only`,
+        );
+      }
+      const { dropped } = await broker.invalidate(request.client);
+      logInvalidated(sink, { invokedAs: invokedFunctionArn, channel: 'invoke', client: request.client, dropped });
+      return { client: request.client, dropped };
     }
-    const result = await broker.getToken(request);
-    logServed(logger, { invokedAs: invokedFunctionArn, channel: 'invoke', client: request.client, result });
+    if (alias !== request.client)
+      throw new BrokerError('access_denied', `the alias ${alias} does not serve client ${request.client}`);
+    const result = await broker.getToken(request.token);
+    logServed(sink, { invokedAs: invokedFunctionArn, channel: 'invoke', client: request.client, result });
     return result.response;
   } catch (thrown) {
     const error = toBrokerError(thrown);
-    logFailure(logger, { invokedAs: invokedFunctionArn, channel: 'invoke', client, error });
+    logFailure(sink, { invokedAs: invokedFunctionArn, channel: 'invoke', client, error });
     throw error;
   }
 }
@@ -44,21 +68,30 @@ export function aliasOf(invokedFunctionArn: string): string | undefined {
   return qualifier;
 }
 
-export function isInvokeEvent(event: unknown): boolean {
-  return typeof event === 'object' && event !== null && !Array.isArray(event) && 'client' in event;
-}
+type InvokeRequest =
+  | { action: 'token'; client: string; token: { client: string; scope?: string } }
+  | { action: 'invalidate'; client: string };
 
-function parseInvokeEvent(event: unknown): { client: string; scope?: string } {
+function parseInvokeEvent(event: unknown): InvokeRequest {
   if (typeof event !== 'object' || event === null || Array.isArray(event)) {
     throw new BrokerError('invalid_request', 'the event must be a JSON object {"client", "scope"?}');
   }
-  const unknown = Object.keys(event).filter((key) => !allowedFields.has(key));
-  if (unknown.length > 0)
-    throw new BrokerError('invalid_request', 'the event may only contain the fields client and scope');
-  const { client, scope } = event as { client?: unknown; scope?: unknown };
+  const { action, client, scope } = event as { action?: unknown; client?: unknown; scope?: unknown };
+  const allowed = action === undefined ? tokenFields : adminFields;
+  if (Object.keys(event).some((key) => !allowed.has(key))) {
+    throw new BrokerError(
+      'invalid_request',
+      action === undefined
+        ? 'the event may only contain the fields client and scope'
+        : 'an admin event may only contain the fields action and client',
+    );
+  }
+  if (action !== undefined && action !== 'invalidate')
+    throw new BrokerError('invalid_request', 'action must be "invalidate"');
   if (typeof client !== 'string' || client === '')
     throw new BrokerError('invalid_request', 'client must be a non-empty string');
+  if (action === 'invalidate') return { action, client };
   if (scope !== undefined && typeof scope !== 'string')
     throw new BrokerError('invalid_request', 'scope must be a string');
-  return scope === undefined ? { client } : { client, scope };
+  return { action: 'token', client, token: scope === undefined ? { client } : { client, scope } };
 }

@@ -1,9 +1,19 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { PowertoolsBrokerMetrics } from '../adapters/observability.js';
 import { createBrokerFromEnvironment } from './compose.js';
 import { createHandler } from './create-handler.js';
 
-export const logger = new Logger({ serviceName: 'token-broker' });
+const serviceName = 'token-broker';
+export const logger = new Logger({ serviceName });
+export const metrics = new Metrics({ serviceName, namespace: 'TokenBroker' });
+export const tracer = new Tracer({ serviceName, captureHTTPsRequests: false });
 
 // Configuration is read at cold start: a bad registry fails the container's init, and Lambda reports
 // the ConfigError, which names the client and the field, before anything is served.
-export const handler = createHandler(createBrokerFromEnvironment(process.env, { logger }), logger);
+export const handler = createHandler(
+  createBrokerFromEnvironment(process.env, { logger, metrics: new PowertoolsBrokerMetrics(metrics), tracer }),
+  logger,
+  { metrics, tracer },
+);

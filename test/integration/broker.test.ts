@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
-import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.js';
+import { type BrokerHarness, callerArn, startBrokerHarness } from '../support/broker-harness.js';
 import { assertNoLeak } from '../support/logs.js';
 
 let harness: BrokerHarness;
@@ -220,5 +220,95 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
         (error: unknown) => error instanceof Error && error.name === code,
       );
     }
+  });
+
+  it('drops every cached token of a client on DELETE, in memory and in the table', async () => {
+    const before = await fetchOk('basic', 'system/*.read');
+    const calls = harness.oidc.tokenRequests();
+    const dropped = await harness.http('basic', { method: 'DELETE' });
+    assert.equal(dropped.statusCode, 200);
+    assert.equal(dropped.json.client, 'basic');
+    assert.ok((dropped.json.dropped as number) >= 1);
+    assert.equal(await harness.storedItem('basic#system/*.read'), undefined);
+    const after = await fetchOk('basic', 'system/*.read');
+    assert.notEqual(after.json.access_token, before.json.access_token);
+    assert.equal(harness.oidc.tokenRequests(), calls + 1);
+  });
+
+  it('makes other containers drop their copies of revoked tokens within the revocation check interval', async () => {
+    const first = await fetchOk('discovered', 'system/*.write');
+    // Another container revokes the client; this one learns of it at its next background check.
+    await harness.invokeOther({ action: 'invalidate', client: 'discovered' }, 'discovered_admin');
+    harness.clock.advance(31_000);
+    await fetchOk('discovered', 'system/*.write');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const after = await fetchOk('discovered', 'system/*.write');
+    assert.notEqual(after.json.access_token, first.json.access_token);
+  });
+
+  it('serves invalidation by direct invoke only through the client admin alias', async () => {
+    const answer = (await harness.invoke({ action: 'invalidate', client: 'bwell' }, 'bwell_admin')) as unknown as {
+      client: string;
+      dropped: number;
+    };
+    assert.equal(answer.client, 'bwell');
+    for (const qualifier of ['bwell', 'basic_admin', undefined]) {
+      await assert.rejects(
+        harness.invoke({ action: 'invalidate', client: 'bwell' }, qualifier),
+        (error: unknown) => error instanceof Error && error.name === 'access_denied',
+      );
+    }
+    await assert.rejects(
+      harness.invoke({ client: 'bwell' }, 'bwell_admin'),
+      (error: unknown) => error instanceof Error && error.name === 'access_denied',
+    );
+    await assert.rejects(
+      harness.invoke({ action: 'purge', client: 'bwell' }, 'bwell_admin'),
+      (error: unknown) => error instanceof Error && error.name === 'invalid_request',
+    );
+  });
+
+  it('emits EMF metrics for cache outcomes, token-endpoint calls, latency and errors by code', () => {
+    const emf = harness.output
+      .text()
+      .split('\n')
+      .filter((line) => line.includes('"_aws"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const names = new Set(
+      emf.flatMap((record) =>
+        ((record._aws as { CloudWatchMetrics: { Metrics: { Name: string }[] }[] }).CloudWatchMetrics ?? []).flatMap(
+          (group) => group.Metrics.map((metric) => metric.Name),
+        ),
+      ),
+    );
+    for (const name of [
+      'MemoryHits',
+      'TableHits',
+      'TokensFetched',
+      'TokenEndpointCalls',
+      'UpstreamLatency',
+      'Errors',
+    ]) {
+      assert.ok(names.has(name), `metric ${name} emitted`);
+    }
+    assert.ok(emf.some((record) => record.ErrorCode === 'invalid_scope'));
+  });
+
+  it('logs each answer with the caller, client, scope, cache outcome and a correlation id', () => {
+    const served = harness.output
+      .text()
+      .split('\n')
+      .filter((line) => line.includes('"token served"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const viaHttp = served.find((line) => line.channel === 'http');
+    assert.equal(viaHttp?.caller, callerArn);
+    assert.equal(typeof viaHttp?.correlation_id, 'string');
+    assert.ok(served.some((line) => line.cache === 'fetched' && typeof line.upstreamMs === 'number'));
+    // Powertools leaves out empty strings: a client with no default scope asked for none.
+    const odd = served.filter(
+      (line) =>
+        typeof line.client !== 'string' || (line.requestedScope !== undefined && typeof line.scope !== 'string'),
+    );
+    assert.deepEqual(odd, []);
   });
 });

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
+import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
@@ -116,7 +118,13 @@ export async function startBrokerHarness() {
   const clock = new ShiftedClock();
   const logger = new Logger({ serviceName: 'token-broker', logLevel: 'DEBUG' });
   /** A fresh container: its own memory, SDK clients and caches; the same table and servers. */
-  const newContainer = () => createHandler(createBrokerFromEnvironment(process.env, { logger, clock }), logger);
+  const metrics = new Metrics({ serviceName: 'token-broker', namespace: 'TokenBroker' });
+  const newContainer = () =>
+    createHandler(
+      createBrokerFromEnvironment(process.env, { logger, clock, metrics: new PowertoolsBrokerMetrics(metrics) }),
+      logger,
+      { metrics },
+    );
   let handler = newContainer();
 
   const context = (qualifier?: string): Context =>
@@ -155,6 +163,10 @@ export async function startBrokerHarness() {
     },
     async invoke(event: unknown, qualifier?: string) {
       return handler(event, context(qualifier));
+    },
+    /** Through a second container, leaving the current one's memory as it is. */
+    async invokeOther(event: unknown, qualifier?: string) {
+      return newContainer()(event, context(qualifier));
     },
     async storedItem(cacheKey: string) {
       const raw = new DynamoDBClient({});

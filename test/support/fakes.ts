@@ -60,6 +60,20 @@ export class MapTokenCache implements TokenCache {
     this.check();
     if (this.leases.get(cacheKey)?.holder === holder) this.leases.delete(cacheKey);
   }
+  readonly revocations = new Map<string, number>();
+  revocationReads = 0;
+  async revokeClient(clientName: string, at: number): Promise<number> {
+    this.check();
+    this.revocations.set(clientName, at);
+    const keys = [...this.items.keys()].filter((key) => key.startsWith(`${clientName}#`));
+    for (const key of keys) this.items.delete(key);
+    return keys.length;
+  }
+  async revokedAt(clientName: string): Promise<number | undefined> {
+    this.revocationReads++;
+    this.check();
+    return this.revocations.get(clientName);
+  }
 }
 
 export class FixedSecretSource implements SecretSource {

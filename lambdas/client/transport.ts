@@ -1,0 +1,74 @@
+import { TokenBrokerError, transportErrorCode } from './errors.js';
+
+/** What the broker answers on success, over both entry points. */
+export interface TokenResponseBody {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+}
+
+export interface TransportRequest {
+  client: string;
+  /** Already normalized (sorted, de-duplicated, space-joined); absent for the client's default scope. */
+  scope?: string;
+}
+
+export interface TransportAnswer {
+  body: TokenResponseBody;
+  /** The clock's reading immediately before the request left: the token's lifetime counts from here. */
+  sentAt: number;
+}
+
+/** One way of reaching the broker. Failures are thrown as TokenBrokerError. */
+export interface Transport {
+  fetchToken(request: TransportRequest, clock: () => number): Promise<TransportAnswer>;
+}
+
+/** Limits how much of a text that is not the broker's (a gateway or SDK message) goes into a description. */
+export function excerpt(text: string, max = 300): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
+/**
+ * JSON.parse, but a failure never carries the input: V8's SyntaxError quotes part of the text, which for a
+ * successful answer is the token itself. Returns undefined for anything that is not JSON.
+ */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks a success body; anything else is a transport error that mentions none of the body. */
+export function toTokenResponse(parsed: unknown, context: { client: string; status?: number }): TokenResponseBody {
+  if (
+    isRecord(parsed) &&
+    typeof parsed.access_token === 'string' &&
+    parsed.access_token !== '' &&
+    typeof parsed.token_type === 'string' &&
+    parsed.token_type.toLowerCase() === 'bearer' &&
+    typeof parsed.expires_in === 'number' &&
+    Number.isFinite(parsed.expires_in) &&
+    parsed.expires_in > 0 &&
+    typeof parsed.scope === 'string'
+  ) {
+    return {
+      access_token: parsed.access_token,
+      token_type: 'Bearer',
+      expires_in: parsed.expires_in,
+      scope: parsed.scope,
+    };
+  }
+  throw new TokenBrokerError(transportErrorCode, 'the broker answered success with a body that is not a token response', {
+    status: context.status,
+    client: context.client,
+  });
+}
