@@ -1,7 +1,16 @@
+import { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
-import type { BrokerLogger, Clock, IssuedToken, TokenEndpoint, TokenRequest } from '../core/ports.js';
+import type {
+  BrokerLogger,
+  ClientCredentials,
+  Clock,
+  IssuedToken,
+  PrivateJwk,
+  TokenEndpoint,
+  TokenRequest,
+} from '../core/ports.js';
 import { type Traced, untraced } from './observability.js';
 import {
   createResilientFetch,
@@ -46,6 +55,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
   private readonly discoveryMaxAgeMs: number;
   private readonly fetch: ReturnType<typeof createResilientFetch>;
   private readonly traced: Traced;
+  private readonly signingKeys = new WeakMap<PrivateJwk, Promise<webcrypto.CryptoKey>>();
 
   constructor(private readonly options: OAuthTokenEndpointOptions) {
     this.discoveryMaxAgeMs = options.discoveryMaxAgeMs ?? defaultDiscoveryMaxAgeMs;
@@ -56,10 +66,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
   async fetchToken(request: TokenRequest): Promise<IssuedToken> {
     const { clientName, client, credentials } = request;
     const server = await this.discover(clientName, client);
-    const clientAuth =
-      authMethodFor(client, server) === 'client_secret_post'
-        ? oauth.ClientSecretPost(credentials.clientSecret)
-        : oauth.ClientSecretBasic(credentials.clientSecret);
+    const clientAuth = await this.clientAuthFor(client, server, credentials);
     const oauthClient: oauth.Client = { client_id: credentials.clientId };
     const parameters = new URLSearchParams();
     if (request.scope !== '') parameters.set('scope', request.scope);
@@ -88,6 +95,42 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
       throw translateUpstreamError(error, clientName, 'token');
     }
     return validateTokenResponse(raw, client, clientName, this.options.clock.now());
+  }
+
+  private async clientAuthFor(
+    client: ClientConfig,
+    server: oauth.AuthorizationServer,
+    credentials: ClientCredentials,
+  ): Promise<oauth.ClientAuth> {
+    if (credentials.privateKeyJwk !== undefined) {
+      const key = await this.signingKey(credentials.privateKeyJwk);
+      // SMART Backend Services: aud is the token endpoint, and the assertion lives at most five minutes.
+      return oauth.PrivateKeyJwt(
+        { key, kid: credentials.privateKeyJwk.kid },
+        {
+          [oauth.modifyAssertion]: (_header, payload) => {
+            payload.aud = server.token_endpoint;
+            payload.exp = (payload.iat as number) + 300;
+          },
+        },
+      );
+    }
+    return authMethodFor(client, server) === 'client_secret_post'
+      ? oauth.ClientSecretPost(credentials.clientSecret)
+      : oauth.ClientSecretBasic(credentials.clientSecret);
+  }
+
+  /** Imported once per key: the same credentials object is returned while the secret is cached. */
+  private signingKey(jwk: PrivateJwk): Promise<webcrypto.CryptoKey> {
+    let key = this.signingKeys.get(jwk);
+    if (key === undefined) {
+      const { alg: _alg, key_ops: _ops, use: _use, ...material } = jwk;
+      const algorithm =
+        jwk.kty === 'EC' ? { name: 'ECDSA', namedCurve: 'P-384' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-384' };
+      key = webcrypto.subtle.importKey('jwk', material, algorithm, false, ['sign']);
+      this.signingKeys.set(jwk, key);
+    }
+    return key;
   }
 
   private httpOptions(url: string) {

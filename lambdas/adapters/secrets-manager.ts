@@ -1,7 +1,14 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
-import type { BrokerLogger, ClientCredentials, Clock, SecretReadOptions, SecretSource } from '../core/ports.js';
+import type {
+  BrokerLogger,
+  ClientCredentials,
+  Clock,
+  PrivateJwk,
+  SecretReadOptions,
+  SecretSource,
+} from '../core/ports.js';
 
 export const defaultSecretMaxAgeMs = 5 * 60_000;
 
@@ -49,30 +56,49 @@ export class SecretsManagerSecretSource implements SecretSource {
       throw new BrokerError('unavailable', `the secret of client ${clientName} ${what}`);
     }
 
-    const credentials = parseCredentials(clientName, secretString);
+    const credentials = parseCredentials(clientName, client, secretString);
     this.remembered.set(client.secretName, { credentials, readAt: this.clock.now() });
     return credentials;
   }
 }
 
-/** Never echoes the secret's value: a malformed secret is named, not shown. */
-function parseCredentials(clientName: string, secretString: string | undefined): ClientCredentials {
+/**
+ * `{"client_id", "client_secret"}`, or for private_key_jwt `{"client_id", "private_key_jwk"}` with an RSA
+ * or EC P-384 private JWK carrying its kid. Never echoes the secret's value: a malformed secret is named, not shown.
+ */
+function parseCredentials(
+  clientName: string,
+  client: ClientConfig,
+  secretString: string | undefined,
+): ClientCredentials {
+  const usesKey = client.authMethod === 'private_key_jwt';
   const malformed = () =>
     new BrokerError(
       'unavailable',
-      `the secret of client ${clientName} must be a JSON object with non-empty string fields client_id and client_secret`,
+      usesKey
+        ? `the secret of client ${clientName} must be a JSON object with client_id and private_key_jwk (an RSA or EC P-384 private JWK with kid)`
+        : `the secret of client ${clientName} must be a JSON object with non-empty string fields client_id and client_secret`,
     );
-  if (secretString === undefined) throw malformed();
   let value: unknown;
   try {
-    value = JSON.parse(secretString);
+    value = JSON.parse(secretString ?? '');
   } catch {
     throw malformed();
   }
   if (typeof value !== 'object' || value === null) throw malformed();
-  const { client_id: clientId, client_secret: clientSecret } = value as Record<string, unknown>;
-  if (typeof clientId !== 'string' || clientId === '' || typeof clientSecret !== 'string' || clientSecret === '') {
-    throw malformed();
+  const { client_id: clientId, client_secret: clientSecret, private_key_jwk: jwk } = value as Record<string, unknown>;
+  if (typeof clientId !== 'string' || clientId === '') throw malformed();
+  if (!usesKey) {
+    if (typeof clientSecret !== 'string' || clientSecret === '') throw malformed();
+    return { clientId, clientSecret };
   }
-  return { clientId, clientSecret };
+  if (!isPrivateJwk(jwk)) throw malformed();
+  return { clientId, privateKeyJwk: jwk };
+}
+
+function isPrivateJwk(value: unknown): value is PrivateJwk {
+  if (typeof value !== 'object' || value === null) return false;
+  const jwk = value as Record<string, unknown>;
+  if (typeof jwk.kid !== 'string' || jwk.kid === '' || typeof jwk.d !== 'string') return false;
+  return jwk.kty === 'RSA' || (jwk.kty === 'EC' && jwk.crv === 'P-384');
 }

@@ -13,7 +13,7 @@ import type {
 } from './ports.js';
 import { noMetrics, silentLogger, systemClock } from './ports.js';
 import { resolveScope } from './scope.js';
-import { deriveSealingKey, type SealingKey, seal, sealFormat, unseal } from './sealing.js';
+import { deriveSealingKey, type SealingKey, seal, sealFormat, secretMaterialOf, unseal } from './sealing.js';
 
 export const defaultRefreshWindowSeconds = 60;
 export const defaultRefreshAheadFraction = 0.2;
@@ -303,7 +303,8 @@ export class TokenBroker {
     } catch (error) {
       if (!(error instanceof BrokerError && error.upstreamError === 'invalid_client')) throw error;
       const reread = await this.secrets.getCredentials(target.clientName, target.client, { refresh: true });
-      if (reread.clientId === credentials.clientId && reread.clientSecret === credentials.clientSecret) throw error;
+      if (reread.clientId === credentials.clientId && secretMaterialOf(reread) === secretMaterialOf(credentials))
+        throw error;
       this.metrics.count('SecretReloads', target.clientName);
       this.logger.info('token endpoint refused the client; retrying with the re-read secret', {
         client: target.clientName,
@@ -402,7 +403,7 @@ export class TokenBroker {
   }
 
   private sealingKey(credentials: ClientCredentials): SealingKey {
-    return deriveSealingKey(credentials.clientSecret);
+    return deriveSealingKey(secretMaterialOf(credentials));
   }
 
   private sharedCacheFailed(target: Pick<Target, 'clientName'>, operation: string, error: unknown): void {

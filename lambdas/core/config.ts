@@ -1,6 +1,6 @@
 import { isScopeToken } from './scope.js';
 
-export const authMethods = ['client_secret_post', 'client_secret_basic'] as const;
+export const authMethods = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;
 export type AuthMethod = (typeof authMethods)[number];
 
 /** One OAuth client the broker holds credentials for, as declared in cdk.json `context.tokenBroker.clients`. */

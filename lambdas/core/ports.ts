@@ -1,3 +1,4 @@
+import type { JsonWebKey } from 'node:crypto';
 import type { ClientConfig } from './config.js';
 
 /** Milliseconds since the epoch, and waiting. Injected so the core is tested with a fake clock. */
@@ -11,10 +12,15 @@ export const systemClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-export interface ClientCredentials {
-  clientId: string;
-  clientSecret: string;
+/** A private JWK (RSA or EC P-384) with the kid the server knows it by. */
+export interface PrivateJwk extends JsonWebKey {
+  kid: string;
 }
+
+/** A shared secret (client_secret_post, client_secret_basic) or a private key (private_key_jwt). */
+export type ClientCredentials =
+  | { clientId: string; clientSecret: string; privateKeyJwk?: undefined }
+  | { clientId: string; privateKeyJwk: PrivateJwk; clientSecret?: undefined };
 
 export interface SecretReadOptions {
   /** Bypass the bounded cache: the secret may just have been rotated. */

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, type JsonWebKey, randomBytes } from 'node:crypto';
 
 /**
  * Tokens at rest are sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the client's secret
@@ -22,6 +22,13 @@ export interface SealedPayload {
 }
 
 export type SealingKey = Buffer & { readonly brand?: 'SealingKey' };
+
+/** The secret part of a client's credentials: the shared secret, or the private key's private parameters. */
+export function secretMaterialOf(credentials: { clientSecret?: string; privateKeyJwk?: JsonWebKey }): string {
+  if (credentials.clientSecret !== undefined) return credentials.clientSecret;
+  const jwk = credentials.privateKeyJwk ?? {};
+  return JSON.stringify([jwk.d, jwk.p, jwk.q]);
+}
 
 export function deriveSealingKey(secretMaterial: string): SealingKey {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secretMaterial, 'utf8'), salt, info, 32));

@@ -7,17 +7,27 @@
  * <domain>.amazoncognito.com, the discovery document advertises a token endpoint on a different host than
  * the issuer (`localhost` vs `127.0.0.1` by default; one listener serves both names).
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, type JsonWebKey, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
-export interface LocalOidcClient {
+export interface LocalSecretClient {
   clientId: string;
   clientSecret: string;
   authMethod: 'client_secret_post' | 'client_secret_basic';
   scopes: string[];
 }
+
+/** SMART Backend Services: the client authenticates with a JWT signed by the key whose public half is here. */
+export interface LocalKeyClient {
+  clientId: string;
+  publicJwk: JsonWebKey & { kid: string };
+  authMethod: 'private_key_jwt';
+  scopes: string[];
+}
+
+export type LocalOidcClient = LocalSecretClient | LocalKeyClient;
 
 export interface LocalOidcServer {
   /** `<scheme>://<issuerHost>:<port>` */
@@ -28,6 +38,8 @@ export interface LocalOidcServer {
   tokenEndpoint: string;
   /** POST requests that reached the token endpoint, whatever their outcome. */
   tokenRequests(): number;
+  /** Header and claims of the last client assertion (private_key_jwt) the token endpoint received. */
+  lastClientAssertion(): { header: Record<string, unknown>; claims: Record<string, unknown> } | undefined;
   close(): Promise<void>;
 }
 
@@ -165,6 +177,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     res.end();
   };
   let tokenRequests = 0;
+  let lastAssertion: ReturnType<LocalOidcServer['lastClientAssertion']>;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'POST' && new URL(req.url ?? '/', 'http://placeholder').pathname === tokenPath) {
       tokenRequests += 1;
@@ -186,13 +199,16 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     clients: options.clients.map((client) => ({
       client_id: client.clientId,
-      client_secret: client.clientSecret,
+      ...(client.authMethod === 'private_key_jwt'
+        ? { jwks: { keys: [client.publicJwk] } }
+        : { client_secret: client.clientSecret }),
       token_endpoint_auth_method: client.authMethod,
       grant_types: ['client_credentials'],
       response_types: [],
       redirect_uris: [],
       scope: client.scopes.join(' '),
     })),
+    enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'RS384', 'ES256', 'ES384', 'PS384'] },
     scopes,
     features: {
       clientCredentials: { enabled: true },
@@ -216,8 +232,10 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     if (ctx.method === 'GET' && ctx.path === discoveryPath && ctx.status === 200 && isRecord(ctx.body)) {
       ctx.body = { ...ctx.body, token_endpoint: tokenEndpoint };
     }
-    if (ctx.method === 'POST' && ctx.path === tokenPath && ctx.status === 200) {
-      enforceStrictTokenRules(ctx);
+    if (ctx.method === 'POST' && ctx.path === tokenPath) {
+      const assertion = ctx.oidc?.body?.client_assertion;
+      if (typeof assertion === 'string') lastAssertion = decodeJwt(assertion);
+      if (ctx.status === 200) enforceStrictTokenRules(ctx);
     }
   });
   handler = provider.callback();
@@ -227,6 +245,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     wellKnownUrl: `${issuer}${discoveryPath}`,
     tokenEndpoint,
     tokenRequests: () => tokenRequests,
+    lastClientAssertion: () => lastAssertion,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
@@ -265,6 +284,16 @@ function enforceStrictTokenRules(ctx: KoaContext): void {
       error_description: 'requested scope is not allowed',
       scope: dropped.join(' '),
     };
+  }
+}
+
+function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Record<string, unknown> } | undefined {
+  const [header, claims] = jwt.split('.');
+  try {
+    const part = (text: string | undefined) => JSON.parse(Buffer.from(text ?? '', 'base64url').toString('utf8'));
+    return { header: part(header), claims: part(claims) };
+  } catch {
+    return undefined;
   }
 }
 

@@ -311,4 +311,38 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     );
     assert.deepEqual(odd, []);
   });
+
+  it('authenticates SMART backend services clients with a signed JWT, RS384 and ES384', async () => {
+    for (const [client, alg] of [
+      ['smart-rsa', 'RS384'],
+      ['smart-ec', 'ES384'],
+    ] as const) {
+      const answer = await fetchOk(client, 'system/*.read');
+      assert.equal(answer.json.scope, 'system/*.read');
+      const assertion = harness.oidc.lastClientAssertion();
+      assert.equal(assertion?.header.alg, alg);
+      assert.equal(typeof assertion?.header.kid, 'string');
+      const claims = assertion?.claims ?? {};
+      assert.equal(claims.iss, `${client}-id`);
+      assert.equal(claims.sub, `${client}-id`);
+      assert.equal(claims.aud, harness.oidc.tokenEndpoint);
+      assert.equal(typeof claims.jti, 'string');
+      assert.ok((claims.exp as number) - (claims.iat as number) <= 300);
+    }
+  });
+
+  it('refuses a private_key_jwt secret without a usable private key, naming the client only', async () => {
+    harness.secretsManager.putSecret(
+      'token-broker/smart-broken',
+      JSON.stringify({ client_id: 'x', private_key_jwk: { kty: 'oct', k: 'c2VjcmV0' } }),
+    );
+    // The registry is fixed at cold start, so this goes through a fresh composition with one more client.
+    const description = await harness.withExtraClient(
+      'smart-broken',
+      { secretName: 'token-broker/smart-broken', scopes: ['system/*.read'], authMethod: 'private_key_jwt' },
+      (http) => refusedWith(http('smart-broken'), 503, 'unavailable'),
+    );
+    assert.match(description, /smart-broken/);
+    assert.doesNotMatch(description, /c2VjcmV0/);
+  });
 });

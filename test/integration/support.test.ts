@@ -29,7 +29,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcClient, type LocalOidcServer, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { assertNoLeak, type CapturedOutput, captureOutput } from '../support/logs.js';
 import { type SecretsManagerStandIn, startSecretsManagerStandIn } from '../support/secrets-manager.js';
 import { loadTestTls } from '../support/tls.js';
@@ -39,13 +39,13 @@ interface TokenResponse {
   body: Record<string, unknown>;
 }
 
-const postClient: LocalOidcClient = {
+const postClient: LocalSecretClient = {
   clientId: 'post-client',
   clientSecret: 'post-secret-4c1d',
   authMethod: 'client_secret_post',
   scopes: ['system/*.read', 'system/*.write'],
 };
-const basicClient: LocalOidcClient = {
+const basicClient: LocalSecretClient = {
   clientId: 'basic-client',
   clientSecret: 'basic secret/with+odd:chars',
   authMethod: 'client_secret_basic',
@@ -54,7 +54,7 @@ const basicClient: LocalOidcClient = {
 
 async function requestToken(
   tokenEndpoint: string,
-  client: LocalOidcClient,
+  client: LocalSecretClient,
   scope: string,
   authMethod = client.authMethod,
 ): Promise<TokenResponse> {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
@@ -11,7 +11,7 @@ import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { captureOutput } from './logs.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
 import { startStallingIdp } from './stalling-idp.js';
@@ -43,7 +43,7 @@ const secret = () => randomBytes(24).toString('base64url');
  */
 export async function startBrokerHarness() {
   const tls = loadTestTls();
-  const oidcClients: LocalOidcClient[] = [
+  const secretClients: LocalSecretClient[] = [
     {
       clientId: 'bwell-id',
       clientSecret: secret(),
@@ -53,8 +53,14 @@ export async function startBrokerHarness() {
     { clientId: 'basic-id', clientSecret: secret(), authMethod: 'client_secret_basic', scopes: ['system/*.read'] },
     { clientId: 'revoked-id', clientSecret: secret(), authMethod: 'client_secret_post', scopes: ['system/*.read'] },
   ];
-  const [bwell, basic, revoked] = oidcClients as [LocalOidcClient, LocalOidcClient, LocalOidcClient];
-  const oidc = await startOidcServer({ clients: oidcClients, tls: { key: tls.key, cert: tls.cert } });
+  const [bwell, basic, revoked] = secretClients as [LocalSecretClient, LocalSecretClient, LocalSecretClient];
+  const smartRsa = signingKey('smart-rsa-id', 'rsa');
+  const smartEc = signingKey('smart-ec-id', 'ec');
+  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client];
+  const oidc = await startOidcServer({
+    clients: [...secretClients, ...keyClients],
+    tls: { key: tls.key, cert: tls.cert },
+  });
   const stalling = await startStallingIdp();
   const dynamo = await startDynalite();
   await createTokenTable(dynamo.endpoint, tableName);
@@ -68,6 +74,12 @@ export async function startBrokerHarness() {
     'token-broker/basic',
     JSON.stringify({ client_id: basic.clientId, client_secret: basic.clientSecret }),
   );
+  for (const smart of [smartRsa, smartEc]) {
+    secretsManager.putSecret(
+      `token-broker/${smart.client.clientId}`,
+      JSON.stringify({ client_id: smart.client.clientId, private_key_jwk: smart.privateJwk }),
+    );
+  }
   secretsManager.putSecret(
     'token-broker/revoked',
     JSON.stringify({ client_id: revoked.clientId, client_secret: revokedSecret }),
@@ -103,6 +115,19 @@ export async function startBrokerHarness() {
     },
     missing: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/missing', scopes: read },
     stalled: { wellKnownUrl: stalling.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+    // SMART Backend Services: a signed JWT (RS384, ES384) instead of a shared secret.
+    'smart-rsa': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/smart-rsa-id',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+    },
+    'smart-ec': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/smart-ec-id',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+    },
     // Keys of their own, so that tests counting upstream calls start cold.
     burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
     outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
@@ -126,6 +151,14 @@ export async function startBrokerHarness() {
       { metrics },
     );
   let handler = newContainer();
+  const httpThrough = async (
+    through: typeof handler,
+    client: string,
+    options: HttpOptions = {},
+  ): Promise<HttpAnswer> => {
+    const result = (await through(httpEvent(client, options), context())) as APIGatewayProxyResult;
+    return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
+  };
 
   const context = (qualifier?: string): Context =>
     ({
@@ -149,17 +182,36 @@ export async function startBrokerHarness() {
     clock,
     output,
     /** Every value that must never appear in a log line. */
-    secrets: () => [bwell.clientSecret, basic.clientSecret, revoked.clientSecret, revokedSecret],
+    secrets: () => [
+      bwell.clientSecret,
+      basic.clientSecret,
+      revoked.clientSecret,
+      revokedSecret,
+      ...[smartRsa, smartEc].flatMap((smart) =>
+        [smart.privateJwk.d, smart.privateJwk.p].filter((part) => part !== undefined),
+      ),
+    ],
     restartContainer() {
       handler = newContainer();
     },
-    async http(
-      client: string,
-      options: { body?: string | null; method?: string; caller?: string | null; headers?: Record<string, string> } = {},
-    ) {
-      const event = httpEvent(client, options);
-      const result = (await handler(event, context())) as APIGatewayProxyResult;
-      return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
+    http: (client: string, options?: HttpOptions) => httpThrough(handler, client, options),
+    /** Runs `work` against a fresh container whose registry has one more client (on the same provider). */
+    async withExtraClient<T>(
+      name: string,
+      client: Record<string, unknown>,
+      work: (http: (client: string, options?: HttpOptions) => Promise<HttpAnswer>) => Promise<T>,
+    ): Promise<T> {
+      const registry = process.env[environmentVariables.clients] as string;
+      process.env[environmentVariables.clients] = JSON.stringify({
+        ...JSON.parse(registry),
+        [name]: { wellKnownUrl: oidc.wellKnownUrl, ...client },
+      });
+      try {
+        const extended = newContainer();
+        return await work((clientName, options) => httpThrough(extended, clientName, options));
+      } finally {
+        process.env[environmentVariables.clients] = registry;
+      }
     },
     async invoke(event: unknown, qualifier?: string) {
       return handler(event, context(qualifier));
@@ -183,12 +235,36 @@ export async function startBrokerHarness() {
   };
 }
 
+/** A fresh key pair for a private_key_jwt client: RS384 (RSA) or ES384 (EC P-384). */
+function signingKey(clientId: string, kind: 'rsa' | 'ec') {
+  const { privateKey, publicKey } =
+    kind === 'rsa'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+      : generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const kid = randomBytes(6).toString('hex');
+  const alg = kind === 'rsa' ? 'RS384' : 'ES384';
+  const privateJwk = { ...privateKey.export({ format: 'jwk' }), kid, alg };
+  const client: LocalKeyClient = {
+    clientId,
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' },
+    authMethod: 'private_key_jwt',
+    scopes: ['system/*.read'],
+  };
+  return { client, privateJwk };
+}
+
 export type BrokerHarness = Awaited<ReturnType<typeof startBrokerHarness>>;
 
-export function httpEvent(
-  client: string,
-  options: { body?: string | null; method?: string; caller?: string | null; headers?: Record<string, string> } = {},
-): APIGatewayProxyEvent {
+export interface HttpOptions {
+  body?: string | null;
+  method?: string;
+  caller?: string | null;
+  headers?: Record<string, string>;
+}
+
+export type HttpAnswer = APIGatewayProxyResult & { json: Record<string, unknown> };
+
+export function httpEvent(client: string, options: HttpOptions = {}): APIGatewayProxyEvent {
   return apiGatewayEvent({
     method: options.method ?? 'POST',
     path: `/clients/${encodeURIComponent(client)}/token`,
