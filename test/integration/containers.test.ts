@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcClient, type LocalOidcServer, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { type ContainerRun, runContainers } from '../support/containers.js';
 import { assertNoLeak } from '../support/logs.js';
 import { type SecretsManagerStandIn, startSecretsManagerStandIn } from '../support/secrets-manager.js';
@@ -18,7 +18,7 @@ const secretName = 'token-broker/containers';
 const count = 4;
 const requestsEach = 25;
 
-const oidcClient: LocalOidcClient = {
+const oidcClient: LocalSecretClient = {
   clientId: 'containers-id',
   clientSecret: randomBytes(24).toString('base64url'),
   authMethod: 'client_secret_post',

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import * as oauth from 'oauth4webapi';
-import { type LocalOidcClient, type LocalOidcServer, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { delay, type FaultProxy, json, rewrite, startFaultProxy } from '../support/fault-proxy.js';
 import { loadTestTls } from '../support/tls.js';
 
-const client: LocalOidcClient = {
+const client: LocalSecretClient = {
   clientId: 'proxy-client',
   clientSecret: randomBytes(24).toString('base64url'),
   authMethod: 'client_secret_post',

@@ -1,0 +1,102 @@
+import { type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
+
+/** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
+export const contextKey = 'tokenBroker';
+
+/** The validated `tokenBroker` context: what the app hands to the stack. */
+export interface TokenBrokerContext {
+  clients: ClientRegistry;
+  /** 12-digit account ids whose principals may call the API; without it (and without an org), the deploying account. */
+  allowedAccounts?: string[];
+  /** An AWS Organizations id (o-…) whose accounts may call the API. */
+  allowedOrgId?: string;
+  /** Interface VPC endpoint ids (execute-api): the API becomes PRIVATE and admits only these endpoints. */
+  vpcEndpointIds?: string[];
+  /** Overrides the broker's refresh window (seconds before expiry at which a cached token is renewed). */
+  refreshWindowSeconds?: number;
+}
+
+const knownFields = new Set(['clients', 'allowedAccounts', 'allowedOrgId', 'vpcEndpointIds', 'refreshWindowSeconds']);
+export const accountIdPattern = /^\d{12}$/;
+export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
+export const vpcEndpointIdPattern = /^vpce-[0-9a-f]{8,17}$/;
+const header = 'invalid token broker configuration:';
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function stringList(
+  raw: Record<string, unknown>,
+  field: string,
+  pattern: RegExp,
+  what: string,
+  problems: string[],
+): string[] | undefined {
+  const value = raw[field];
+  if (value === undefined) return undefined;
+  const at = `${contextKey}.${field}`;
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push(`${at}: must be a non-empty array of ${what}s`);
+    return undefined;
+  }
+  const bad = value.flatMap((item, index) =>
+    typeof item === 'string' && pattern.test(item) ? [] : [`${at}[${index}]: must be ${what} (${pattern.source})`],
+  );
+  problems.push(...bad);
+  if (new Set(value).size !== value.length) problems.push(`${at}: must not repeat an entry`);
+  return bad.length === 0 ? [...(value as string[])] : undefined;
+}
+
+/**
+ * Validates the whole `tokenBroker` context at synth. Every problem is reported at once, each named by
+ * its path (`tokenBroker.allowedAccounts[1]`, `tokenBroker.clients.bwell.secretName`, ...).
+ * A string is accepted as JSON, for `cdk synth -c tokenBroker='{...}'`.
+ */
+export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
+  let raw = input;
+  if (typeof raw === 'string') {
+    try {
+      raw = JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`${contextKey}: is not valid JSON`);
+    }
+  }
+  if (raw === undefined) throw new ConfigError(`${contextKey}: missing from the CDK context (cdk.json "context")`);
+  if (!isRecord(raw)) throw new ConfigError(`${contextKey}: must be an object`);
+
+  const problems: string[] = [];
+  for (const field of Object.keys(raw)) {
+    if (!knownFields.has(field)) problems.push(`${contextKey}.${field}: unknown field`);
+  }
+  const allowedAccounts = stringList(raw, 'allowedAccounts', accountIdPattern, 'a 12-digit AWS account id', problems);
+  const vpcEndpointIds = stringList(raw, 'vpcEndpointIds', vpcEndpointIdPattern, 'a VPC endpoint id', problems);
+
+  const allowedOrgId = raw.allowedOrgId;
+  if (allowedOrgId !== undefined && (typeof allowedOrgId !== 'string' || !orgIdPattern.test(allowedOrgId))) {
+    problems.push(`${contextKey}.allowedOrgId: must be an AWS Organizations id (${orgIdPattern.source})`);
+  }
+  const window = raw.refreshWindowSeconds;
+  if (window !== undefined && (typeof window !== 'number' || !Number.isInteger(window) || window < 0)) {
+    problems.push(`${contextKey}.refreshWindowSeconds: must be a non-negative whole number of seconds`);
+  }
+
+  let clients: ClientRegistry | undefined;
+  try {
+    clients = parseClientRegistry(raw.clients);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    // parseClientRegistry lists its problems under the same header: fold them into this report.
+    const lines = error.message.split('\n').map((line) => line.trim());
+    problems.push(...(lines[0] === header ? lines.slice(1) : lines));
+  }
+  if (problems.length > 0 || clients === undefined) throw new ConfigError(`${header}\n  ${problems.join('\n  ')}`);
+
+  return {
+    clients,
+    ...(allowedAccounts === undefined ? {} : { allowedAccounts }),
+    ...(typeof allowedOrgId === 'string' ? { allowedOrgId } : {}),
+    ...(vpcEndpointIds === undefined ? {} : { vpcEndpointIds }),
+    ...(typeof window === 'number' ? { refreshWindowSeconds: window } : {}),
+  };
+}

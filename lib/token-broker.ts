@@ -1,0 +1,558 @@
+import { fileURLToPath } from 'node:url';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
+import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
+import { environmentVariables } from '../lambdas/entry/environment.js';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/** The API's one stage. A literal, because the API's resource policy names it and cannot reference the stage. */
+export const stageName = 'v1';
+
+/** The only route; `{client}` is the registry's client name, which IAM grants match literally. */
+export const tokenPath = (clientName: string) => `/clients/${clientName}/token`;
+
+/**
+ * An ESM bundle that contains CommonJS code (the AWS SDK, Powertools) needs a real `require`:
+ * without it the SDK fails at load with "Dynamic require of node:https is not supported".
+ */
+export const esmRequireBanner =
+  "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
+
+/*
+ * Memory, chosen by measurement: the production bundle (1.1 MB), Node 22.23 on a 2-vCPU x86 machine, a fresh
+ * process per run, 11 runs, medians; DynamoDB on dynalite, Secrets Manager on the test stand-in, the identity
+ * provider unreachable so that every request runs the whole miss path (secret, table, lease, token endpoint
+ * with retries). Importing the bundle: ~250 ms wall, ~260 ms CPU. First request: ~85 ms CPU. Each later
+ * request down the same path: ~15 ms CPU; one served from the in-memory tier: under 0.1 ms. Peak RSS ~100 MB.
+ * So 128 MB is too tight and 256 MB would hold it, but CPU is what the function runs short of: Lambda allots
+ * CPU in proportion to memory (1,769 MB = one vCPU), so the ~345 ms of cold-start CPU becomes ~2.4 s at
+ * 256 MB, ~1.2 s at 512 MB and ~0.6 s at 1,024 MB, and a 15 ms miss ~50 ms at 512 MB. Warm requests mostly
+ * wait on DynamoDB, Secrets Manager and the identity provider, where more CPU buys nothing.
+ * 512 MB: cold starts around a second, at half the GB-second price of 1,024 MB; raise it if cold-start
+ * latency matters more than cost (it scales about inversely with memory up to 1,769 MB).
+ */
+const memorySizeMb = 512;
+// Below API Gateway's 29 s integration limit, so a slow identity provider surfaces as the
+// function's own timeout (logged, traced) rather than a gateway 504 that hides it.
+const timeout = Duration.seconds(15);
+// Lambda counts all environment variables against 4 KB; the registry is the one that grows.
+const maxRegistryJsonBytes = 3500;
+
+export interface ThrottleSettings {
+  /** Steady-state requests per second across the stage. */
+  readonly rateLimit: number;
+  /** Burst bucket size. */
+  readonly burstLimit: number;
+}
+
+export interface TokenBrokerProps {
+  /** The client registry (`context.tokenBroker.clients`); validated again here, errors name client and field. */
+  readonly clients: ClientRegistry;
+  /**
+   * Accounts whose principals may call the API over HTTP. Without this and without `allowedOrgId`,
+   * only the deploying account's. With it, it replaces the deploying account: list that one too if
+   * callers there use HTTP.
+   */
+  readonly allowedAccounts?: string[];
+  /** An AWS Organizations id whose member accounts may call the API over HTTP. */
+  readonly allowedOrgId?: string;
+  /** execute-api interface VPC endpoint ids: the API becomes PRIVATE and only these endpoints reach it. */
+  readonly vpcEndpointIds?: string[];
+  /** Overrides the broker's default refresh window, in seconds. */
+  readonly refreshWindowSeconds?: number;
+  /** Stage throttling. @default 50 requests/s, burst 100 */
+  readonly throttle?: ThrottleSettings;
+  /** Retention of the function's logs and the API's access logs. @default one month */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * The OAuth2 client-credentials token broker: one function behind an IAM-authorized REST API and one
+ * Lambda alias per client, a DynamoDB token cache, and per-client grants that IAM enforces natively:
+ * `execute-api:Invoke` on a client's token route over HTTP, `lambda:InvokeFunction` on its alias.
+ */
+export class TokenBroker extends Construct {
+  readonly clients: ClientRegistry;
+  readonly clientNames: readonly string[];
+  readonly table: dynamodb.Table;
+  readonly fn: NodejsFunction;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+  readonly accessLogGroup: logs.LogGroup;
+  readonly api: apigateway.RestApi;
+  readonly stage: apigateway.Stage;
+  readonly endpointType: apigateway.EndpointType;
+  private readonly aliases = new Map<string, lambda.Alias>();
+
+  constructor(scope: Construct, id: string, props: TokenBrokerProps) {
+    super(scope, id);
+    this.clients = parseClientRegistry(props.clients);
+    this.clientNames = Object.keys(this.clients);
+    checkAdmittedPrincipals(this.clients, props, Stack.of(this).account);
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+
+    this.table = new dynamodb.Table(this, 'Tokens', {
+      partitionKey: { name: partitionKey, type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: ttlAttribute,
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // A cache: every item can be fetched again from the identity provider.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(this.table).acknowledge({
+      id: 'AwsSolutions-DDB3',
+      reason:
+        'The table caches short-lived access tokens that the broker re-fetches on a miss. Point-in-time ' +
+        'recovery would restore nothing of value and would keep bearer tokens in backups for 35 days.',
+    });
+
+    this.logGroup = new logs.LogGroup(this, 'FunctionLogs', { retention });
+    this.role = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'token-broker function: its table items, its client secrets, its logs and traces; nothing else',
+    });
+    this.grantFunctionRole();
+
+    this.fn = new NodejsFunction(this, 'Function', {
+      entry: `${repoRoot}lambdas/entry/lambda-handler.ts`,
+      handler: 'handler',
+      projectRoot: repoRoot,
+      depsLockFilePath: `${repoRoot}package-lock.json`,
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: memorySizeMb,
+      timeout,
+      tracing: lambda.Tracing.ACTIVE,
+      role: this.role,
+      logGroup: this.logGroup,
+      description: 'OAuth2 client-credentials token broker',
+      environment: this.functionEnvironment(props.refreshWindowSeconds),
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node22',
+        mainFields: ['module', 'main'],
+        banner: esmRequireBanner,
+        minify: true,
+        sourceMap: true,
+        // Stack traces still map to file:line, without shipping the sources: the map shrinks from 4.8 MB to
+        // 1.6 MB, and --enable-source-maps reads it at every cold start.
+        sourcesContent: false,
+        /*
+         * The AWS SDK is bundled, not taken from the runtime. Measured with esbuild 0.28 on Node 22.23: both
+         * bundles built with these options, then a fresh `node --enable-source-maps -e "await import(...)"`
+         * (as Lambda runs it), 21 runs each, medians.
+         * - Current handler: SDK bundled (1.16 MB): import 231 ms, whole process 343 ms, 312 ms CPU;
+         *   SDK external (0.81 MB, the SDK resolved from node_modules as the runtime's copy would be):
+         *   import 284 ms, process 405 ms, 403 ms CPU.
+         * - Earlier handler, quieter machine: bundled (405 KB) 125 ms / 212 ms / 213 ms CPU against
+         *   external (61 KB) 156 ms / 233 ms / 278 ms CPU.
+         * Bundled won every run: one pre-linked file loads faster than the SDK's many CommonJS modules, and
+         * the function runs the SDK version the tests ran, not whatever the runtime ships.
+         */
+        externalModules: [],
+        forceDockerBundling: false,
+      },
+    });
+    Validations.of(this.fn).acknowledge({
+      id: 'Annotation::@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias',
+      reason:
+        "The only permission on the unqualified function is API Gateway's, and API Gateway invokes it " +
+        'unqualified. Direct-invoke grants (grantInvokeForClient) are made on the client aliases.',
+    });
+    Validations.of(this.fn).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Pinned to nodejs22.x on purpose: the project targets Node 22 (package.json engines, CI, local ' +
+        'dev server) and the bundle is built for node22. Move to a newer runtime with the toolchain.',
+    });
+
+    this.endpointType =
+      props.vpcEndpointIds === undefined ? apigateway.EndpointType.REGIONAL : apigateway.EndpointType.PRIVATE;
+    this.accessLogGroup = new logs.LogGroup(this, 'ApiAccessLogs', { retention });
+    const throttle = props.throttle ?? { rateLimit: 50, burstLimit: 100 };
+    this.api = new apigateway.RestApi(this, 'Api', {
+      restApiName: `${Stack.of(this).stackName}-api`,
+      description: 'token-broker: POST /clients/{client}/token, IAM (SigV4) callers only',
+      endpointConfiguration: {
+        types: [this.endpointType],
+        ...(props.vpcEndpointIds === undefined
+          ? {}
+          : {
+              vpcEndpoints: props.vpcEndpointIds.map((vpcEndpointId) =>
+                ec2.InterfaceVpcEndpoint.fromInterfaceVpcEndpointAttributes(this, `Endpoint-${vpcEndpointId}`, {
+                  vpcEndpointId,
+                  port: 443,
+                }),
+              ),
+            }),
+      },
+      // The account-level CloudWatch role is left to the platform (feature flag disableCloudWatchRole): see docs/deploy.md.
+      cloudWatchRole: false,
+      defaultMethodOptions: { authorizationType: apigateway.AuthorizationType.IAM },
+      deployOptions: {
+        stageName,
+        accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: accessLogFormat(),
+        loggingLevel: apigateway.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        tracingEnabled: true,
+        throttlingRateLimit: throttle.rateLimit,
+        throttlingBurstLimit: throttle.burstLimit,
+      },
+    });
+    this.stage = this.api.deploymentStage;
+    this.addResourcePolicy(props);
+    this.addTokenRoute();
+    Validations.of(this.stage).acknowledge({
+      id: 'AwsSolutions-APIG3',
+      reason:
+        'No WAF: every request must carry a SigV4 signature of an admitted IAM principal, the resource policy ' +
+        'rejects other accounts before the integration runs, the body is schema-validated and the stage is ' +
+        'throttled. Attach a web ACL to the stage where an organisation mandates one.',
+    });
+
+    for (const name of this.clientNames) {
+      // The handler serves a direct invocation only through the alias named after the requested client.
+      this.aliases.set(
+        name,
+        new lambda.Alias(this, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
+      );
+    }
+    for (const name of this.clientNames) {
+      // Config-declared callers get the same two grants the methods below give to constructs.
+      for (const arn of this.clients[name]?.allowedPrincipals ?? []) {
+        const principal = new iam.ArnPrincipal(arn);
+        this.grantFetchToken(principal, name);
+        this.grantInvokeForClient(principal, name);
+      }
+    }
+  }
+
+  /** The alias a client's direct invocations must go through (its name is the client's). */
+  aliasFor(clientName: string): lambda.Alias {
+    const alias = this.aliases.get(this.requireClient(clientName));
+    if (alias === undefined) throw new Error(`no alias for client ${clientName}`);
+    return alias;
+  }
+
+  /** The HTTPS URL of a client's token route on the deployed stage. */
+  tokenUrlFor(clientName: string): string {
+    return this.stage.urlForPath(tokenPath(this.requireClient(clientName)));
+  }
+
+  /** The execute-api ARN of a client's token route: the resource an HTTP grant names. */
+  tokenRouteArn(clientName: string): string {
+    return this.api.arnForExecuteApi('POST', tokenPath(this.requireClient(clientName)), stageName);
+  }
+
+  /**
+   * Lets `grantee` fetch `clientName`'s token over HTTP: `execute-api:Invoke` on that client's route only.
+   * A principal of this app gets an identity policy; a principal known only by ARN (another account, or
+   * not managed here) is named in the API's resource policy, and a cross-account one still needs an
+   * identity policy of its own allowing the same route.
+   */
+  grantFetchToken(grantee: iam.IGrantable, clientName: string): iam.Grant {
+    const path = tokenPath(this.requireClient(clientName));
+    return iam.Grant.addToPrincipalOrResource({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [this.api.arnForExecuteApi('POST', path, stageName)],
+      // The resource policy belongs to the API itself, which cannot reference its own id.
+      resourceSelfArns: [`execute-api:/${stageName}/POST${path}`],
+      resource: this.api,
+    });
+  }
+
+  /**
+   * Lets `grantee` invoke the function directly for `clientName`: `lambda:InvokeFunction` on that
+   * client's alias only, never on the unqualified function, a version, or another client's alias.
+   */
+  grantInvokeForClient(grantee: iam.IGrantable, clientName: string): iam.Grant {
+    return this.aliasFor(clientName).grantInvoke(grantee);
+  }
+
+  private requireClient(clientName: string): string {
+    if (!Object.hasOwn(this.clients, clientName)) {
+      throw new ConfigError(
+        `unknown client ${JSON.stringify(clientName)}: the registry declares ${this.clientNames.join(', ')}`,
+      );
+    }
+    return clientName;
+  }
+
+  /** What the function needs as JSON: the deployment-only fields stay out of its 4 KB of environment. */
+  private functionEnvironment(refreshWindowSeconds: number | undefined): Record<string, string> {
+    const runtimeRegistry = Object.fromEntries(
+      Object.entries(this.clients).map(
+        ([name, { allowedPrincipals: _principals, secretKmsKeyArn: _key, ...client }]) => [name, client],
+      ),
+    );
+    const json = JSON.stringify(runtimeRegistry);
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes > maxRegistryJsonBytes) {
+      throw new ConfigError(
+        `tokenBroker.clients: the registry is ${bytes} bytes as JSON; it travels in ${environmentVariables.clients} ` +
+          `and Lambda allows 4 KB of environment variables in all (keep it under ${maxRegistryJsonBytes})`,
+      );
+    }
+    return {
+      // NodejsFunction does not set it: without it the shipped source map is never read.
+      NODE_OPTIONS: '--enable-source-maps',
+      [environmentVariables.tableName]: this.table.tableName,
+      [environmentVariables.clients]: json,
+      ...(refreshWindowSeconds === undefined
+        ? {}
+        : { [environmentVariables.refreshWindowSeconds]: String(refreshWindowSeconds) }),
+    };
+  }
+
+  /**
+   * The role's whole policy, statement by statement. `Function` adds one more for `Tracing.ACTIVE`:
+   * xray:PutTraceSegments and xray:PutTelemetryRecords on `*`, because X-Ray has no resource-level
+   * permissions for them (the API takes no resource ARN), so `*` is the only resource AWS accepts.
+   */
+  private grantFunctionRole(): void {
+    const stack = Stack.of(this);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'TokenCacheItems',
+        // Not grantReadWriteData: that adds batch, query, scan and describe actions the code never uses.
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+        resources: [this.table.tableArn],
+      }),
+    );
+
+    const secretArns = new Set<string>();
+    const keysByService = new Map<string, Set<string>>();
+    for (const client of Object.values(this.clients) as ClientConfig[]) {
+      const arn = secretArnOf(stack, client.secretName);
+      secretArns.add(arn);
+      if (client.secretKmsKeyArn !== undefined) {
+        // Decrypt only on Secrets Manager's behalf, in the region that holds the secret.
+        const region = client.secretName.startsWith('arn:') ? client.secretName.split(':')[3] : stack.region;
+        const service = `secretsmanager.${region}.amazonaws.com`;
+        const keys = keysByService.get(service) ?? new Set<string>();
+        keys.add(client.secretKmsKeyArn);
+        keysByService.set(service, keys);
+      }
+    }
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ClientSecrets',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [...secretArns],
+      }),
+    );
+    let keyStatement = 0;
+    for (const [service, keys] of keysByService) {
+      keyStatement += 1;
+      this.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: `ClientSecretKeys${keyStatement}`,
+          actions: ['kms:Decrypt'],
+          resources: [...keys],
+          conditions: { StringEquals: { 'kms:ViaService': service } },
+        }),
+      );
+    }
+
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'FunctionLogs',
+        // The log group exists (this stack creates it), so logs:CreateLogGroup is not needed.
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.logGroup.logGroupArn],
+      }),
+    );
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Only xray:PutTraceSegments and xray:PutTelemetryRecords (added for active tracing) use "*": X-Ray ' +
+        'supports no resource-level permissions for them. Every other statement names its resources.',
+    });
+  }
+
+  /**
+   * Who may reach the API at all; which client they may fetch is decided by IAM per route.
+   * - Deny every principal outside the admitted accounts / organization (the deploying account by default).
+   * - Allow the admitted other accounts and org members: cross-account calls need the API's consent, and
+   *   each caller's own identity policy still limits it to the routes (clients) it was granted. The
+   *   deploying account is excluded from these allows so that its principals, too, get only what their
+   *   identity policies (grantFetchToken) grant, not the whole API.
+   * - PRIVATE: deny every request that does not arrive through one of the configured VPC endpoints.
+   */
+  private addResourcePolicy(props: TokenBrokerProps): void {
+    const stack = Stack.of(this);
+    const everything = 'execute-api:/*';
+    const admittedAccounts = props.allowedAccounts ?? (props.allowedOrgId === undefined ? [stack.account] : []);
+    const outsideAdmitted: Record<string, string | string[]> = {};
+    if (admittedAccounts.length > 0) outsideAdmitted['aws:PrincipalAccount'] = admittedAccounts;
+    if (props.allowedOrgId !== undefined) outsideAdmitted['aws:PrincipalOrgID'] = props.allowedOrgId;
+    this.api.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'DenyOutsideAdmittedCallers',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['execute-api:Invoke'],
+        resources: [everything],
+        // Both keys in one operator must hold to deny: a caller in a listed account OR in the org passes.
+        conditions: { StringNotEquals: outsideAdmitted },
+      }),
+    );
+    if (props.allowedAccounts !== undefined) {
+      this.api.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'AllowAdmittedAccounts',
+          effect: iam.Effect.ALLOW,
+          principals: props.allowedAccounts.map((account) => new iam.AccountPrincipal(account)),
+          actions: ['execute-api:Invoke'],
+          resources: [everything],
+          conditions: { StringNotEquals: { 'aws:PrincipalAccount': stack.account } },
+        }),
+      );
+    }
+    if (props.allowedOrgId !== undefined) {
+      this.api.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'AllowAdmittedOrganization',
+          effect: iam.Effect.ALLOW,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['execute-api:Invoke'],
+          resources: [everything],
+          conditions: {
+            StringEquals: { 'aws:PrincipalOrgID': props.allowedOrgId },
+            StringNotEquals: { 'aws:PrincipalAccount': stack.account },
+          },
+        }),
+      );
+    }
+    if (props.vpcEndpointIds !== undefined) {
+      this.api.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'DenyOutsideVpcEndpoints',
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['execute-api:Invoke'],
+          resources: [everything],
+          conditions: { StringNotEquals: { 'aws:SourceVpce': props.vpcEndpointIds } },
+        }),
+      );
+    }
+  }
+
+  private addTokenRoute(): void {
+    const validator = this.api.addRequestValidator('RequestValidator', {
+      requestValidatorName: 'token-request',
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+    const model = this.api.addModel('TokenRequest', {
+      contentType: 'application/json',
+      modelName: 'TokenRequest',
+      description: 'Optional body of POST /clients/{client}/token',
+      schema: {
+        schema: apigateway.JsonSchemaVersion.DRAFT4,
+        title: 'TokenRequest',
+        type: apigateway.JsonSchemaType.OBJECT,
+        additionalProperties: false,
+        properties: {
+          scope: { type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength: 1024 },
+        },
+      },
+    });
+    // A rejected body answers in the same OAuth error shape as the function does.
+    this.api.addGatewayResponse('BadRequestBody', {
+      type: apigateway.ResponseType.BAD_REQUEST_BODY,
+      statusCode: '400',
+      templates: {
+        'application/json': '{"error":"invalid_request","error_description":"$context.error.validationErrorString"}',
+      },
+    });
+
+    const token = this.api.root.addResource('clients').addResource('{client}').addResource('token');
+    token.addMethod('POST', new apigateway.LambdaIntegration(this.fn, { proxy: true, allowTestInvoke: false }), {
+      authorizationType: apigateway.AuthorizationType.IAM,
+      requestValidator: validator,
+      requestModels: { 'application/json': model },
+      requestParameters: { 'method.request.path.client': true },
+    });
+    for (const method of this.api.methods) {
+      Validations.of(method).acknowledge({
+        id: 'AwsSolutions-COG4',
+        reason:
+          'Callers are workloads, not users: the method uses AWS_IAM (SigV4) authorization, and per-client ' +
+          'access is an IAM grant on the route. A Cognito user pool authorizer does not fit machine callers.',
+      });
+    }
+  }
+}
+
+/** Secret names become ARNs with the `-??????` suffix Secrets Manager appends; full ARNs are used as given. */
+export function secretArnOf(stack: Stack, secretName: string): string {
+  if (secretName.startsWith('arn:')) return secretName;
+  return stack.formatArn({
+    service: 'secretsmanager',
+    resource: 'secret',
+    resourceName: `${secretName}-??????`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+function accessLogFormat(): apigateway.AccessLogFormat {
+  const field = apigateway.AccessLogField;
+  return apigateway.AccessLogFormat.custom(
+    JSON.stringify({
+      requestId: field.contextRequestId(),
+      requestTime: field.contextRequestTime(),
+      httpMethod: field.contextHttpMethod(),
+      resourcePath: field.contextResourcePath(),
+      path: field.contextPath(),
+      status: field.contextStatus(),
+      protocol: field.contextProtocol(),
+      responseLength: field.contextResponseLength(),
+      integrationLatency: field.contextIntegrationLatency(),
+      sourceIp: field.contextIdentitySourceIp(),
+      vpceId: '$context.identity.vpceId',
+      caller: field.contextIdentityCaller(),
+      userArn: field.contextIdentityUserArn(),
+      accountId: field.contextIdentityAccountId(),
+      principalOrgId: field.contextIdentityPrincipalOrgId(),
+      errorMessage: field.contextErrorMessage(),
+      validationError: field.contextErrorValidationErrorString(),
+      xrayTraceId: field.contextXrayTraceId(),
+    }),
+  );
+}
+
+/**
+ * A principal granted a client must be able to reach the API at all: with explicit accounts (and no
+ * organization), each principal's account must be one of them; with the default, the deploying account.
+ */
+function checkAdmittedPrincipals(clients: ClientRegistry, props: TokenBrokerProps, stackAccount: string): void {
+  if (props.allowedOrgId !== undefined) return;
+  const admitted = props.allowedAccounts ?? (Token.isUnresolved(stackAccount) ? undefined : [stackAccount]);
+  if (admitted === undefined) return;
+  const problems: string[] = [];
+  for (const [name, client] of Object.entries(clients)) {
+    (client.allowedPrincipals ?? []).forEach((arn, index) => {
+      const account = arn.split(':')[4] ?? '';
+      if (!admitted.includes(account)) {
+        const by = props.allowedAccounts === undefined ? 'the deploying account' : 'tokenBroker.allowedAccounts';
+        problems.push(
+          `tokenBroker.clients.${name}.allowedPrincipals[${index}]: account ${account} is not admitted by ${by}`,
+        );
+      }
+    });
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+}

@@ -1,0 +1,362 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { ConfigError } from '../../lambdas/core/config.js';
+import { parseTokenBrokerContext } from '../../lib/context.js';
+import { TokenBroker } from '../../lib/token-broker.js';
+import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const shipped = cdkJson.context.tokenBroker;
+const bwell = shipped.clients.bwell;
+const account = '111111111111';
+const env = { account, region: 'us-east-1' };
+const keyArn = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+const acmeSecretArn = 'arn:aws:secretsmanager:eu-west-1:222222222222:secret:acme/labs-AbCdEf';
+
+type Json = Record<string, unknown>;
+interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Principal?: unknown;
+  Condition?: Json;
+}
+
+function synth(tokenBroker: unknown = shipped) {
+  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
+  const stack = new TokenBrokerStack(app, 'TokenBroker', { config: parseTokenBrokerContext(tokenBroker), env });
+  return {
+    app,
+    stack,
+    broker: stack.broker,
+    // Synthesizes on first use only: grant tests add constructs first.
+    get template() {
+      return Template.fromStack(stack);
+    },
+  };
+}
+
+function logicalIdOf(template: Template, type: string, predicate: (props: Json) => boolean = () => true): string {
+  const ids = Object.entries(template.findResources(type))
+    .filter(([, r]) => predicate(r.Properties ?? {}))
+    .map(([id]) => id);
+  assert.equal(ids.length, 1, `expected one ${type}, found ${ids.length}`);
+  return ids[0] as string;
+}
+
+const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
+
+/**
+ * Every permission the function's role holds, as "Effect action resource [condition]" lines: the policies
+ * attached to it (inline, managed, AWS::IAM::Policy) all count, so a new permission anywhere shows up.
+ */
+function rolePermissions(template: Template, stack: Stack): string[] {
+  const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+  assert.ok(fn, 'the function is in the stack');
+  const roleId = fn.Properties.Role['Fn::GetAtt'][0] as string;
+  const role = template.findResources('AWS::IAM::Role')[roleId]?.Properties;
+  assert.ok(role, 'the function role is in the stack');
+  assert.equal(role.ManagedPolicyArns, undefined, 'no managed policies');
+  assert.equal(role.Policies, undefined, 'no inline policies on the role');
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement, [
+    { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } },
+  ]);
+  const attached = [
+    ...Object.values(template.findResources('AWS::IAM::Policy')),
+    ...Object.values(template.findResources('AWS::IAM::ManagedPolicy')),
+  ].filter((p) => JSON.stringify(p.Properties.Roles ?? []).includes(`"${roleId}"`));
+  const lines: string[] = [];
+  for (const policy of attached) {
+    for (const statement of policy.Properties.PolicyDocument.Statement as Statement[]) {
+      for (const action of list(statement.Action)) {
+        for (const resource of Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource]) {
+          const condition = statement.Condition === undefined ? '' : ` ${JSON.stringify(statement.Condition)}`;
+          lines.push(`${statement.Effect} ${action} ${JSON.stringify(stack.resolve(resource))}${condition}`);
+        }
+      }
+    }
+  }
+  return lines.sort();
+}
+
+function apiPolicy(template: Template): Statement[] {
+  const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0];
+  return api?.Properties.Policy.Statement as Statement[];
+}
+
+describe("the function role's permissions, exactly", () => {
+  it('default registry: four item actions on its table, the secret, its log group, X-Ray', () => {
+    const { template, stack } = synth();
+    const table = logicalIdOf(template, 'AWS::DynamoDB::Table');
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const fnLogs = fn?.Properties.LoggingConfig.LogGroup.Ref as string;
+    const tableArn = JSON.stringify({ 'Fn::GetAtt': [table, 'Arn'] });
+    assert.deepEqual(
+      rolePermissions(template, stack),
+      [
+        `Allow dynamodb:DeleteItem ${tableArn}`,
+        `Allow dynamodb:GetItem ${tableArn}`,
+        `Allow dynamodb:PutItem ${tableArn}`,
+        `Allow dynamodb:UpdateItem ${tableArn}`,
+        `Allow logs:CreateLogStream ${JSON.stringify({ 'Fn::GetAtt': [fnLogs, 'Arn'] })}`,
+        `Allow logs:PutLogEvents ${JSON.stringify({ 'Fn::GetAtt': [fnLogs, 'Arn'] })}`,
+        `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-??????"`,
+        // X-Ray's PutTraceSegments / PutTelemetryRecords accept no resource ARN: "*" is the only option.
+        'Allow xray:PutTelemetryRecords "*"',
+        'Allow xray:PutTraceSegments "*"',
+      ].sort(),
+    );
+  });
+
+  it('several clients: each secret once (names get the -?????? suffix, ARNs stay as given) and kms:Decrypt via Secrets Manager', () => {
+    const { template, stack } = synth({
+      clients: {
+        bwell,
+        'bwell-write': { ...bwell, defaultScope: 'system/*.write' },
+        'acme-labs': {
+          wellKnownUrl: 'https://login.acme.example/.well-known/oauth-authorization-server',
+          secretName: acmeSecretArn,
+          scopes: ['read'],
+          secretKmsKeyArn: keyArn,
+        },
+      },
+    });
+    const secrets = rolePermissions(template, stack).filter((line) => /secretsmanager|kms/.test(line));
+    assert.deepEqual(secrets, [
+      `Allow kms:Decrypt "${keyArn}" {"StringEquals":{"kms:ViaService":"secretsmanager.eu-west-1.amazonaws.com"}}`,
+      `Allow secretsmanager:GetSecretValue "${acmeSecretArn}"`,
+      `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-??????"`,
+    ]);
+    const others = rolePermissions(template, stack).filter((line) => !/secretsmanager|kms/.test(line));
+    assert.equal(others.length, 8, 'nothing else changes');
+  });
+
+  it('grants made by callers do not touch the function role', () => {
+    const { template, stack } = synth({
+      clients: { bwell: { ...bwell, allowedPrincipals: [`arn:aws:iam::${account}:role/caller`] } },
+    });
+    assert.equal(rolePermissions(template, stack).length, 9);
+  });
+});
+
+describe('the API resource policy', () => {
+  it('default: denies every principal outside the deploying account, and allows nothing by itself', () => {
+    const { template } = synth();
+    assert.deepEqual(apiPolicy(template), [
+      {
+        Sid: 'DenyOutsideAdmittedCallers',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 'execute-api:Invoke',
+        Resource: 'execute-api:/*',
+        Condition: { StringNotEquals: { 'aws:PrincipalAccount': [account] } },
+      },
+    ]);
+  });
+
+  it('an env-agnostic stack uses the deploying account from CloudFormation', () => {
+    const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
+    const stack = new TokenBrokerStack(app, 'Agnostic', { config: parseTokenBrokerContext(shipped) });
+    const statement = apiPolicy(Template.fromStack(stack))[0];
+    assert.deepEqual(statement?.Condition, {
+      StringNotEquals: { 'aws:PrincipalAccount': [{ Ref: 'AWS::AccountId' }] },
+    });
+  });
+
+  it('allowedAccounts: admits exactly those accounts (cross-account callers still need their own grant)', () => {
+    const { template } = synth({ ...shipped, allowedAccounts: ['222222222222', '333333333333'] });
+    assert.deepEqual(apiPolicy(template), [
+      {
+        Sid: 'DenyOutsideAdmittedCallers',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 'execute-api:Invoke',
+        Resource: 'execute-api:/*',
+        Condition: { StringNotEquals: { 'aws:PrincipalAccount': ['222222222222', '333333333333'] } },
+      },
+      {
+        Sid: 'AllowAdmittedAccounts',
+        Effect: 'Allow',
+        Principal: { AWS: ['arn:aws:iam::222222222222:root', 'arn:aws:iam::333333333333:root'] },
+        Action: 'execute-api:Invoke',
+        Resource: 'execute-api:/*',
+        Condition: { StringNotEquals: { 'aws:PrincipalAccount': account } },
+      },
+    ]);
+  });
+
+  it('allowedOrgId: admits the organization, never the whole API to the deploying account', () => {
+    const { template } = synth({ ...shipped, allowedOrgId: 'o-a1b2c3d4e5' });
+    assert.deepEqual(apiPolicy(template), [
+      {
+        Sid: 'DenyOutsideAdmittedCallers',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 'execute-api:Invoke',
+        Resource: 'execute-api:/*',
+        Condition: { StringNotEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
+      },
+      {
+        Sid: 'AllowAdmittedOrganization',
+        Effect: 'Allow',
+        Principal: { AWS: '*' },
+        Action: 'execute-api:Invoke',
+        Resource: 'execute-api:/*',
+        Condition: {
+          StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' },
+          StringNotEquals: { 'aws:PrincipalAccount': account },
+        },
+      },
+    ]);
+  });
+
+  it('accounts and organization together: a caller passes by either', () => {
+    const { template } = synth({ ...shipped, allowedAccounts: ['222222222222'], allowedOrgId: 'o-a1b2c3d4e5' });
+    const deny = apiPolicy(template).find((s) => s.Sid === 'DenyOutsideAdmittedCallers');
+    assert.deepEqual(deny?.Condition, {
+      StringNotEquals: { 'aws:PrincipalAccount': ['222222222222'], 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' },
+    });
+    assert.deepEqual(
+      apiPolicy(template).map((s) => s.Sid),
+      ['DenyOutsideAdmittedCallers', 'AllowAdmittedAccounts', 'AllowAdmittedOrganization'],
+    );
+  });
+
+  it('private: additionally denies every request that does not come through the configured VPC endpoints', () => {
+    const ids = ['vpce-0123456789abcdef0', 'vpce-0fedcba9876543210'];
+    const { template } = synth({ ...shipped, vpcEndpointIds: ids });
+    const policy = apiPolicy(template);
+    assert.deepEqual(
+      policy.map((s) => s.Sid),
+      ['DenyOutsideAdmittedCallers', 'DenyOutsideVpcEndpoints'],
+    );
+    assert.deepEqual(policy[1], {
+      Sid: 'DenyOutsideVpcEndpoints',
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: 'execute-api:Invoke',
+      Resource: 'execute-api:/*',
+      Condition: { StringNotEquals: { 'aws:SourceVpce': ids } },
+    });
+  });
+});
+
+describe('per-client grants', () => {
+  function withCaller(tokenBroker: unknown = { clients: { bwell, other: { ...bwell } } }) {
+    const { stack, broker } = synth(tokenBroker);
+    const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
+    return { stack, broker, caller };
+  }
+
+  function callerStatements(template: Template, stack: Stack): Statement[] {
+    const roleId = logicalIdOf(template, 'AWS::IAM::Role', (p) => JSON.stringify(p).includes(':root'));
+    return Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
+      .flatMap((p) => stack.resolve(p.Properties.PolicyDocument.Statement) as Statement[]);
+  }
+
+  it('grantFetchToken: execute-api:Invoke on that client POST route of the stage, nothing else', () => {
+    const { stack, broker, caller } = withCaller();
+    broker.grantFetchToken(caller, 'bwell');
+    const template = Template.fromStack(stack);
+    const statements = callerStatements(template, stack);
+    assert.equal(statements.length, 1);
+    assert.equal(statements[0]?.Action, 'execute-api:Invoke');
+    assert.deepEqual(statements[0]?.Resource, stack.resolve(broker.tokenRouteArn('bwell')));
+    assert.match(JSON.stringify(statements[0]?.Resource), /\/v1\/POST\/clients\/bwell\/token"/);
+    assert.equal(apiPolicy(template).length, 1, 'a principal of this account needs no resource-policy entry');
+  });
+
+  it('grantInvokeForClient: lambda:InvokeFunction on that client alias only', () => {
+    const { stack, broker, caller } = withCaller();
+    broker.grantInvokeForClient(caller, 'bwell');
+    const template = Template.fromStack(stack);
+    const alias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
+    assert.deepEqual(callerStatements(template, stack), [
+      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: { Ref: alias } },
+    ]);
+  });
+
+  it('a principal known only by ARN is named in the resource policies: the route statement and the alias permission', () => {
+    const { stack, broker } = synth({ ...shipped, allowedAccounts: [account, '222222222222'] });
+    const outsider = new iam.ArnPrincipal('arn:aws:iam::222222222222:role/consumer');
+    broker.grantFetchToken(outsider, 'bwell');
+    broker.grantInvokeForClient(outsider, 'bwell');
+    const template = Template.fromStack(stack);
+    assert.deepEqual(apiPolicy(template).at(-1), {
+      Effect: 'Allow',
+      Principal: { AWS: 'arn:aws:iam::222222222222:role/consumer' },
+      Action: 'execute-api:Invoke',
+      Resource: 'execute-api:/v1/POST/clients/bwell/token',
+    });
+    const alias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { Ref: alias },
+      Principal: 'arn:aws:iam::222222222222:role/consumer',
+    });
+  });
+
+  it('allowedPrincipals in the config become both grants, on that client only', () => {
+    const principals = [`arn:aws:iam::${account}:role/app`, `arn:aws:iam::${account}:user/ci`];
+    const { template } = synth({ clients: { bwell: { ...bwell, allowedPrincipals: principals }, other: bwell } });
+    // The policy minimizer may merge statements: compare (principal, action, resource) triples.
+    const routeGrants = apiPolicy(template)
+      .filter((s) => s.Effect === 'Allow')
+      .flatMap((s) =>
+        list((s.Principal as { AWS: string | string[] }).AWS).flatMap((principal) =>
+          list(s.Action).flatMap((action) =>
+            list(s.Resource as string | string[]).map((r) => `${principal} ${action} ${r}`),
+          ),
+        ),
+      );
+    assert.deepEqual(
+      routeGrants.sort(),
+      principals.map((arn) => `${arn} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`).sort(),
+    );
+    const bwellAlias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
+    const invokes = Object.values(template.findResources('AWS::Lambda::Permission'))
+      .map((p) => p.Properties)
+      .filter((p) => p.Principal !== 'apigateway.amazonaws.com');
+    assert.deepEqual(
+      invokes.map((p) => [p.Action, p.FunctionName, p.Principal]).sort(),
+      principals.map((arn) => ['lambda:InvokeFunction', { Ref: bwellAlias }, arn]).sort(),
+    );
+  });
+
+  it('unknown client names throw in every grant method', () => {
+    const { broker, caller } = withCaller();
+    assert.throws(() => broker.grantFetchToken(caller, 'nope'), ConfigError);
+    assert.throws(() => broker.grantInvokeForClient(caller, 'nope'), /unknown client "nope"/);
+    assert.throws(() => broker.aliasFor('nope'), /unknown client/);
+    assert.throws(() => broker.tokenRouteArn('__proto__'), /unknown client/);
+  });
+
+  it('a configured principal outside the admitted accounts fails the synth, naming client and field', () => {
+    assert.throws(
+      () =>
+        synth({
+          allowedAccounts: [account],
+          clients: { bwell: { ...bwell, allowedPrincipals: ['arn:aws:iam::999999999999:role/stranger'] } },
+        }),
+      /tokenBroker\.clients\.bwell\.allowedPrincipals\[0\]: account 999999999999 is not admitted by tokenBroker\.allowedAccounts/,
+    );
+    assert.throws(
+      () => synth({ clients: { bwell: { ...bwell, allowedPrincipals: ['arn:aws:iam::999999999999:root'] } } }),
+      /tokenBroker\.clients\.bwell\.allowedPrincipals\[0\]: account 999999999999 is not admitted by the deploying account/,
+    );
+  });
+
+  it('the construct works in any stack and validates a registry handed to it directly', () => {
+    const stack = new Stack(new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } }), 'Host');
+    assert.throws(
+      () => new TokenBroker(stack, 'Broker', { clients: { bwell: { ...bwell, secretName: 'bad name!' } } }),
+      /tokenBroker\.clients\.bwell\.secretName/,
+    );
+  });
+});

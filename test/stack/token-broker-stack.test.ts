@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { partitionKey, ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
+import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { parseTokenBrokerContext } from '../../lib/context.js';
+import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const shippedContext = cdkJson.context.tokenBroker;
+const env = { account: '111111111111', region: 'us-east-1' };
+
+const twoClients = {
+  clients: {
+    ...shippedContext.clients,
+    'acme-labs': {
+      wellKnownUrl: 'https://login.acme.example/.well-known/oauth-authorization-server',
+      secretName: 'arn:aws:secretsmanager:us-east-1:111111111111:secret:acme/labs-AbCdEf',
+      scopes: ['read'],
+    },
+  },
+};
+
+/** Unit-level synth: bundling skipped, so these tests do not need esbuild or the handler. */
+function synth(tokenBroker: unknown = shippedContext, stackEnv: typeof env | undefined = env) {
+  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
+  const stack = new TokenBrokerStack(app, 'TokenBroker', {
+    config: parseTokenBrokerContext(tokenBroker),
+    ...(stackEnv === undefined ? {} : { env: stackEnv }),
+  });
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+function onlyLogicalId(template: Template, type: string, props?: object): string {
+  const ids = Object.keys(template.findResources(type, props === undefined ? undefined : { Properties: props }));
+  assert.equal(ids.length, 1, `expected exactly one ${type}, found ${ids.join(', ')}`);
+  return ids[0] as string;
+}
+
+describe('the token cache table', () => {
+  const { template } = synth();
+
+  it('is keyed by the partition key the adapter writes, on demand, encrypted with a KMS key', () => {
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }],
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true },
+    });
+  });
+
+  it('expires items on the TTL attribute the adapter writes', () => {
+    assert.equal(ttlAttribute, 'expiresAt');
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      TimeToLiveSpecification: { AttributeName: ttlAttribute, Enabled: true },
+    });
+  });
+
+  it('is destroyed with the stack (it is a cache)', () => {
+    template.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+  });
+});
+
+describe('the function', () => {
+  const { template } = synth();
+  const tableId = onlyLogicalId(template, 'AWS::DynamoDB::Table');
+
+  it('runs nodejs22.x on arm64 with active tracing', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      TracingConfig: { Mode: 'Active' },
+      MemorySize: 512,
+    });
+  });
+
+  it('times out before API Gateway does (29 s)', () => {
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const timeout = fn?.Properties.Timeout as number;
+    assert.ok(timeout > 0 && timeout < 29, `timeout ${timeout}`);
+  });
+
+  it('logs to its own log group, with a retention', () => {
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const logGroupId = fn?.Properties.LoggingConfig.LogGroup.Ref as string;
+    const group = template.findResources('AWS::Logs::LogGroup')[logGroupId];
+    assert.ok(group, 'the function log group is in the stack');
+    assert.equal(typeof group.Properties.RetentionInDays, 'number');
+  });
+
+  it('receives the registry as JSON in TOKEN_BROKER_CLIENTS and the table name in TOKEN_BROKER_TABLE', () => {
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const variables = fn?.Properties.Environment.Variables as Record<string, unknown>;
+    assert.deepEqual(JSON.parse(variables[environmentVariables.clients] as string), shippedContext.clients);
+    assert.deepEqual(variables[environmentVariables.tableName], { Ref: tableId });
+    assert.equal(variables.NODE_OPTIONS, '--enable-source-maps');
+    assert.equal(variables[environmentVariables.refreshWindowSeconds], undefined);
+  });
+
+  it('keeps deploy-time fields out of the function environment and passes the refresh window when set', () => {
+    const clients = {
+      bwell: {
+        ...shippedContext.clients.bwell,
+        allowedPrincipals: ['arn:aws:iam::111111111111:role/caller'],
+        secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+      },
+    };
+    const { template: t } = synth({ clients, refreshWindowSeconds: 120 });
+    const fn = Object.values(t.findResources('AWS::Lambda::Function'))[0];
+    const variables = fn?.Properties.Environment.Variables as Record<string, string>;
+    assert.deepEqual(JSON.parse(variables[environmentVariables.clients] as string), shippedContext.clients);
+    assert.equal(variables[environmentVariables.refreshWindowSeconds], '120');
+  });
+});
+
+describe('the REST API', () => {
+  const { template, stack } = synth(twoClients);
+  const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
+
+  it('authorizes every method, OPTIONS included, with AWS_IAM', () => {
+    const methods = template.findResources('AWS::ApiGateway::Method');
+    assert.ok(Object.keys(methods).length > 0);
+    for (const [id, method] of Object.entries(methods)) {
+      assert.equal(method.Properties.AuthorizationType, 'AWS_IAM', `${id} (${method.Properties.HttpMethod})`);
+    }
+  });
+
+  it('has the single route POST /clients/{client}/token as a Lambda proxy', () => {
+    template.resourceCountIs('AWS::ApiGateway::Method', 1);
+    const parts = Object.values(template.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
+    assert.deepEqual(parts.sort(), ['clients', 'token', '{client}']);
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'POST',
+      ResourceId: { Ref: Match.stringLikeRegexp('clientsclienttoken') },
+      Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
+    });
+    const method = Object.values(template.findResources('AWS::ApiGateway::Method'))[0];
+    assert.match(JSON.stringify(method?.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+  });
+
+  it('validates the request: the client path parameter and the optional JSON body {scope?: string}', () => {
+    const validatorId = onlyLogicalId(template, 'AWS::ApiGateway::RequestValidator', {
+      ValidateRequestBody: true,
+      ValidateRequestParameters: true,
+    });
+    const modelId = onlyLogicalId(template, 'AWS::ApiGateway::Model');
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      RequestValidatorId: { Ref: validatorId },
+      RequestModels: { 'application/json': { Ref: modelId } },
+      RequestParameters: { 'method.request.path.client': true },
+    });
+    template.hasResourceProperties('AWS::ApiGateway::Model', {
+      ContentType: 'application/json',
+      Schema: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { scope: { type: 'string', minLength: 1, maxLength: 1024 } },
+      },
+    });
+    const schema = Object.values(template.findResources('AWS::ApiGateway::Model'))[0]?.Properties.Schema;
+    assert.equal(schema.required, undefined, 'the body is optional');
+  });
+
+  it('writes JSON access logs to a log group with a retention, and throttles and traces the stage', () => {
+    const stageId = onlyLogicalId(template, 'AWS::ApiGateway::Stage');
+    const stageProps = template.findResources('AWS::ApiGateway::Stage')[stageId]?.Properties;
+    const destination = stageProps.AccessLogSetting.DestinationArn['Fn::GetAtt'][0] as string;
+    const group = template.findResources('AWS::Logs::LogGroup')[destination];
+    assert.ok(group, 'access log group in the stack');
+    assert.equal(typeof group.Properties.RetentionInDays, 'number');
+    const format = JSON.parse(stageProps.AccessLogSetting.Format);
+    for (const field of ['requestId', 'httpMethod', 'resourcePath', 'status', 'userArn', 'accountId']) {
+      assert.ok(field in format, `access log field ${field}`);
+    }
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      TracingEnabled: true,
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({
+          HttpMethod: '*',
+          ResourcePath: '/*',
+          ThrottlingRateLimit: Match.anyValue(),
+          ThrottlingBurstLimit: Match.anyValue(),
+          LoggingLevel: 'ERROR',
+          DataTraceEnabled: false,
+        }),
+      ]),
+    });
+    const settings = stageProps.MethodSettings[0];
+    assert.ok(settings.ThrottlingRateLimit > 0 && settings.ThrottlingBurstLimit >= settings.ThrottlingRateLimit);
+  });
+
+  it('is REGIONAL by default and creates no account-level CloudWatch role', () => {
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } });
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
+
+  it('is PRIVATE on the configured VPC endpoints when vpcEndpointIds are set', () => {
+    const { template: t } = synth({ ...shippedContext, vpcEndpointIds: ['vpce-0123456789abcdef0'] });
+    t.hasResourceProperties('AWS::ApiGateway::RestApi', {
+      EndpointConfiguration: { Types: ['PRIVATE'], VpcEndpointIds: ['vpce-0123456789abcdef0'] },
+    });
+  });
+
+  it('answers a rejected body in the OAuth error shape', () => {
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'BAD_REQUEST_BODY',
+      StatusCode: '400',
+      ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"error":"invalid_request"') },
+    });
+  });
+
+  it('grants API Gateway invoke on the unqualified function for this route only', () => {
+    const permissions = Object.values(template.findResources('AWS::Lambda::Permission')).filter(
+      (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
+    );
+    assert.equal(permissions.length, 1, 'no test-invoke permission');
+    const permission = permissions[0]?.Properties;
+    assert.deepEqual(permission.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
+    assert.match(JSON.stringify(stack.resolve(permission.SourceArn)), /\/POST\/clients\/\*\/token/);
+  });
+});
+
+describe('one Lambda alias per client', () => {
+  const { template } = synth(twoClients);
+
+  it('names each alias after its client, on the one published version', () => {
+    const versionId = onlyLogicalId(template, 'AWS::Lambda::Version');
+    const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
+    const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
+    assert.deepEqual(aliases.map((a) => a.Name).sort(), ['acme-labs', 'bwell']);
+    for (const alias of aliases) {
+      assert.deepEqual(alias.FunctionName, { Ref: fnId });
+      assert.deepEqual(alias.FunctionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });
+    }
+  });
+});
+
+describe('outputs', () => {
+  const { template } = synth(twoClients);
+
+  it('exports the API URL, function name and ARN, table name and every alias ARN', () => {
+    const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
+    const tableId = onlyLogicalId(template, 'AWS::DynamoDB::Table');
+    const aliasIds = template.findResources('AWS::Lambda::Alias');
+    const aliasId = (name: string) => Object.entries(aliasIds).find(([, a]) => a.Properties.Name === name)?.[0];
+    template.hasOutput('ApiUrl', { Value: Match.objectLike({ 'Fn::Join': Match.anyValue() }) });
+    template.hasOutput('FunctionName', { Value: { Ref: fnId } });
+    template.hasOutput('FunctionArn', { Value: { 'Fn::GetAtt': [fnId, 'Arn'] } });
+    template.hasOutput('TableName', { Value: { Ref: tableId } });
+    template.hasOutput('AliasArnbwell', { Value: { Ref: aliasId('bwell') } });
+    template.hasOutput('AliasArnacmeDlabs', { Value: { Ref: aliasId('acme-labs') } });
+    template.hasOutput('TokenUrlbwell', { Value: Match.anyValue() });
+  });
+});
