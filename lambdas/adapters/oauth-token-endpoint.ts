@@ -300,8 +300,13 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
     return refused(what, error.status, sent);
   }
   if (error instanceof oauth.OperationProcessingError || error instanceof oauth.UnsupportedOperationError) {
+    const status = error.cause instanceof Response ? error.cause.status : undefined;
     const detail =
-      error.code === oauth.JSON_ATTRIBUTE_COMPARISON ? 'names a different issuer' : 'is not a valid answer';
+      error.code === oauth.JSON_ATTRIBUTE_COMPARISON
+        ? 'names a different issuer'
+        : status !== undefined && status !== 200
+          ? `answered HTTP ${status}`
+          : 'is not a valid answer';
     return new BrokerError('upstream_error', `${what} ${detail}`);
   }
   if (error instanceof TypeError && (error as { code?: unknown }).code === undefined) {

@@ -80,7 +80,8 @@ export function createResilientFetch(options: ResilientFetchOptions) {
         if (options.clock.now() + pause >= deadline) return await readCapped(response, settings.maxBodyBytes);
         await response.body?.cancel();
       } catch (error) {
-        if (init.signal?.aborted) throw error;
+        // The server answered; only failures to get an answer are retried.
+        if (init.signal?.aborted || error instanceof ResponseTooLargeError) throw error;
         const timedOut = isTimeout(error);
         if (attempt >= settings.maxAttempts || options.clock.now() >= deadline - 1) {
           throw timedOut ? new UpstreamTimeoutError('no answer within the budget', { cause: error }) : error;
