@@ -52,7 +52,8 @@ export function createLambdaTransport(options: LambdaTransportOptions): Transpor
       }
       const text = output.Payload === undefined ? '' : decoder.decode(output.Payload);
       const parsed = parseJson(text);
-      if (output.FunctionError !== undefined) throw errorFromFunctionError(output.FunctionError, parsed, request.client);
+      if (output.FunctionError !== undefined)
+        throw errorFromFunctionError(output.FunctionError, parsed, request.client);
       return { body: toTokenResponse(parsed, { client: request.client }), sentAt };
     },
   };
@@ -67,7 +68,8 @@ function errorFromFunctionError(functionError: string, parsed: unknown, client: 
     const description = typeof parsed.errorMessage === 'string' ? parsed.errorMessage : '';
     return new TokenBrokerError(parsed.errorType, description, { client });
   }
-  const errorType = isRecord(parsed) && typeof parsed.errorType === 'string' ? excerpt(parsed.errorType, 100) : 'unknown';
+  const errorType =
+    isRecord(parsed) && typeof parsed.errorType === 'string' ? excerpt(parsed.errorType, 100) : 'unknown';
   return new TokenBrokerError(
     transportErrorCode,
     `the function failed without a broker error (${excerpt(functionError, 50)}, errorType ${errorType})`,

@@ -67,8 +67,12 @@ export function toTokenResponse(parsed: unknown, context: { client: string; stat
       scope: parsed.scope,
     };
   }
-  throw new TokenBrokerError(transportErrorCode, 'the broker answered success with a body that is not a token response', {
-    status: context.status,
-    client: context.client,
-  });
+  throw new TokenBrokerError(
+    transportErrorCode,
+    'the broker answered success with a body that is not a token response',
+    {
+      status: context.status,
+      client: context.client,
+    },
+  );
 }

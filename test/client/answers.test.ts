@@ -1,0 +1,210 @@
+/** How the client reads answers that the local server never gives: a stubbed fetch stands in for the network. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { inspect } from 'node:util';
+import { createTokenBrokerClient, isTokenBrokerError, TokenBrokerError } from '../../lambdas/client/index.js';
+
+const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'test-secret' };
+const secretToken = 'eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl';
+
+function stubbed(answer: () => Response | Promise<Response>) {
+  let calls = 0;
+  const stub: typeof fetch = async () => {
+    calls += 1;
+    return answer();
+  };
+  const client = createTokenBrokerClient({
+    transport: {
+      kind: 'http',
+      baseUrl: 'https://abc123.execute-api.us-east-1.amazonaws.com/v1/',
+      region: 'us-east-1',
+      credentials,
+    },
+    fetch: stub,
+  });
+  return { client, calls: () => calls };
+}
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+
+function assertNoToken(error: unknown): void {
+  assert.ok(error instanceof TokenBrokerError);
+  for (const text of [error.message, error.description, String(error.stack), inspect(error, { depth: 10 })]) {
+    assert.ok(!text.includes(secretToken), 'the token appears in the error');
+    assert.ok(!text.includes('c2VjcmV0LXRva2Vu'), 'part of the token appears in the error');
+  }
+}
+
+describe('token-broker client: reading answers', () => {
+  it('keeps every broker error code and its status', async () => {
+    for (const [code, status] of [
+      ['invalid_request', 400],
+      ['access_denied', 403],
+      ['unavailable', 503],
+      ['upstream_error', 502],
+      ['upstream_timeout', 504],
+      ['server_error', 500],
+    ] as const) {
+      const { client } = stubbed(() => json(status, { error: code, error_description: `it is ${code}` }));
+      await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) => {
+        assert.ok(isTokenBrokerError(error, code));
+        assert.equal(error.status, status);
+        assert.equal(error.description, `it is ${code}`);
+        assert.equal(error.message, `token broker: ${code} (HTTP ${status}) for client bwell: it is ${code}`);
+        return true;
+      });
+    }
+  });
+
+  it("API Gateway's own rejections are transport errors that name its error type and message", async () => {
+    const { client } = stubbed(() =>
+      json(
+        403,
+        { message: 'User: arn:aws:iam::1:role/x is not authorized to perform: execute-api:Invoke' },
+        { 'x-amzn-ErrorType': 'AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/' },
+      ),
+    );
+    await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) => {
+      assert.ok(isTokenBrokerError(error, 'transport_error'));
+      assert.equal(error.status, 403);
+      assert.equal(
+        error.description,
+        'HTTP 403 from API Gateway (AccessDeniedException): User: arn:aws:iam::1:role/x is not authorized to perform: execute-api:Invoke',
+      );
+      return true;
+    });
+  });
+
+  it('non-JSON answers and unknown error codes are transport errors', async () => {
+    const html = stubbed(() => new Response('<html>Bad Gateway</html>', { status: 502 }));
+    await assert.rejects(html.client.getToken({ client: 'bwell' }), (error: unknown) => {
+      assert.ok(isTokenBrokerError(error, 'transport_error'));
+      assert.equal(error.status, 502);
+      assert.equal(error.description, 'HTTP 502 from something other than the broker');
+      return true;
+    });
+    const unknown = stubbed(() => json(400, { error: 'invalid_grant', error_description: 'no' }));
+    await assert.rejects(unknown.client.getToken({ client: 'bwell' }), (error: unknown) =>
+      isTokenBrokerError(error, 'transport_error'),
+    );
+  });
+
+  it('a success answer that is not a token response is a transport error that never quotes the body', async () => {
+    const bodies = [
+      `{"access_token":"${secretToken}","token_type":"Bearer","expires_in":36`, // truncated: JSON.parse would quote it
+      JSON.stringify({ access_token: secretToken, token_type: 'Bearer', scope: 'a' }), // no expires_in
+      JSON.stringify({ access_token: secretToken, token_type: 'mac', expires_in: 3600, scope: 'a' }),
+      JSON.stringify({ access_token: secretToken, token_type: 'Bearer', expires_in: -1, scope: 'a' }),
+    ];
+    for (const body of bodies) {
+      const { client } = stubbed(() => new Response(body, { status: 200 }));
+      await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) => {
+        assert.ok(isTokenBrokerError(error, 'transport_error'));
+        assert.equal(error.status, 200);
+        assertNoToken(error);
+        return true;
+      });
+    }
+  });
+
+  it('a failure is not cached: the next call asks again and may succeed', async () => {
+    let fail = true;
+    const { client, calls } = stubbed(() =>
+      fail
+        ? json(503, { error: 'unavailable', error_description: 'try again' })
+        : json(200, { access_token: secretToken, token_type: 'Bearer', expires_in: 3600, scope: 'a' }),
+    );
+    await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) =>
+      isTokenBrokerError(error, 'unavailable'),
+    );
+    fail = false;
+    assert.equal((await client.getToken({ client: 'bwell' })).accessToken, secretToken);
+    await client.getToken({ client: 'bwell' });
+    assert.equal(calls(), 2);
+  });
+
+  it('concurrent callers share a failure too, and clear() keeps an in-flight answer out of the cache', async () => {
+    let release: (response: Response) => void = () => {};
+    const { client, calls } = stubbed(
+      () =>
+        new Promise<Response>((resolve) => {
+          release = resolve;
+        }),
+    );
+    const waiting = [client.getToken({ client: 'bwell' }), client.getToken({ client: 'bwell' })];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release(json(500, { error: 'server_error', error_description: 'boom' }));
+    const settled = await Promise.allSettled(waiting);
+    assert.deepEqual(
+      settled.map((result) => result.status === 'rejected' && isTokenBrokerError(result.reason, 'server_error')),
+      [true, true],
+    );
+    assert.equal(calls(), 1);
+
+    const inFlight = client.getToken({ client: 'bwell' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    client.clear();
+    release(json(200, { access_token: secretToken, token_type: 'Bearer', expires_in: 3600, scope: 'a' }));
+    assert.equal((await inFlight).accessToken, secretToken);
+    const next = client.getToken({ client: 'bwell' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release(json(200, { access_token: 'another', token_type: 'Bearer', expires_in: 3600, scope: 'a' }));
+    assert.equal((await next).accessToken, 'another');
+    assert.equal(calls(), 3);
+  });
+
+  it('a token that arrives inside the refresh window is handed out but not cached', async () => {
+    const { client, calls } = stubbed(() =>
+      json(200, { access_token: secretToken, token_type: 'Bearer', expires_in: 30, scope: 'a' }),
+    );
+    await client.getToken({ client: 'bwell' });
+    await client.getToken({ client: 'bwell' });
+    assert.equal(calls(), 2);
+  });
+
+  it('refuses bad arguments without a request', async () => {
+    const { client, calls } = stubbed(() => json(500, {}));
+    await assert.rejects(client.getToken({ client: '' }), (error: unknown) =>
+      isTokenBrokerError(error, 'invalid_request'),
+    );
+    assert.equal(calls(), 0);
+    assert.throws(
+      () =>
+        createTokenBrokerClient({
+          transport: { kind: 'http', baseUrl: 'https://x.example/v1', region: 'us-east-1', credentials },
+          refreshWindowSeconds: -1,
+        }),
+      TypeError,
+    );
+    assert.throws(
+      () => createTokenBrokerClient({ transport: { kind: 'http', baseUrl: 'ftp://x.example', region: 'us-east-1' } }),
+      TypeError,
+    );
+  });
+
+  it('joins the path onto a base URL with or without a trailing slash, and encodes the client', async () => {
+    const seen: string[] = [];
+    const record: typeof fetch = async (input) => {
+      seen.push(String(input));
+      return json(200, { access_token: 't', token_type: 'Bearer', expires_in: 3600, scope: 'a' });
+    };
+    for (const baseUrl of [
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1',
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1/',
+    ]) {
+      const client = createTokenBrokerClient({
+        transport: { kind: 'http', baseUrl, region: 'us-east-1', credentials },
+        fetch: record,
+      });
+      await client.getToken({ client: 'acme-labs' });
+      await client.getToken({ client: 'a/b' });
+    }
+    assert.deepEqual(seen, [
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/acme-labs/token',
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/a%2Fb/token',
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/acme-labs/token',
+      'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/a%2Fb/token',
+    ]);
+  });
+});
