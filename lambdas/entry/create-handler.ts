@@ -8,7 +8,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import type { TokenBroker, TokenResponse } from '../core/broker.js';
 import { handleHttpEvent } from './http.js';
-import { handleInvokeEvent, type InvalidationAnswer } from './invoke.js';
+import { aliasOf, handleInvokeEvent, type InvalidationAnswer } from './invoke.js';
 
 export type BrokerAnswer = APIGatewayProxyResult | TokenResponse | InvalidationAnswer;
 
@@ -31,7 +31,9 @@ export function createHandler(broker: TokenBroker, logger: Logger, observability
   if (observability.tracer !== undefined)
     handler.use(captureLambdaHandler(observability.tracer, { captureResponse: false }));
   return handler.handler(async (event, context) => {
-    if (isApiGatewayEvent(event)) {
+    // API Gateway invokes the unqualified function; callers invoke aliases, and IAM grants them only those.
+    // An event shaped like API Gateway's that arrives through an alias is a forgery, not an HTTP request.
+    if (aliasOf(context.invokedFunctionArn) === undefined && isApiGatewayEvent(event)) {
       // API Gateway's request id ties a log line to the access log; a direct invocation has the Lambda request id.
       logger.setCorrelationId(event.requestContext?.requestId ?? context.awsRequestId);
       return handleHttpEvent(event, broker, sink);

@@ -65,6 +65,7 @@ function parseHttpRequest(event: APIGatewayProxyEvent): HttpRequest {
 
 function parseBody(event: APIGatewayProxyEvent): string | undefined {
   if (event.body === null || event.body === undefined || event.body === '') return undefined;
+  if (typeof event.body !== 'string') throw new BrokerError('invalid_request', 'the body must be a string of JSON');
   const contentType = headerValue(event.headers, 'content-type');
   if (contentType !== undefined && !/^application\/json\s*(;.*)?$/i.test(contentType)) {
     throw new BrokerError('invalid_request', 'the body must be application/json');
