@@ -72,7 +72,8 @@ async function readBody(request: IncomingMessage): Promise<string | null> {
   return size === 0 ? null : Buffer.concat(chunks).toString('utf8');
 }
 
-const local = useAws ? (awsDefaults(), undefined) : await embeddedDefaults();
+if (useAws) awsDefaults();
+const local = useAws ? undefined : await embeddedDefaults();
 const broker = createBrokerFromEnvironment(process.env, {
   logger,
   allowLoopbackHttp: !useAws,

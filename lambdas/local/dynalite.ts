@@ -4,9 +4,9 @@
  */
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { partitionKey } from '../adapters/dynamodb-schema.js';
+import { listenOnLoopback } from './listen.js';
 
 export interface LocalDynamo {
   /** `http://127.0.0.1:<port>` */
@@ -29,14 +29,7 @@ const dynalite = createRequire(import.meta.url)('dynalite') as Dynalite;
 /** Starts dynalite on 127.0.0.1 (a free port), in memory, with tables ACTIVE as soon as created. */
 export async function startDynalite(): Promise<LocalDynamo> {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     endpoint: `http://127.0.0.1:${port}`,
     close: () =>

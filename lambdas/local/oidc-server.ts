@@ -10,7 +10,7 @@
 import { generateKeyPairSync, type JsonWebKey, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './listen.js';
 
 export interface LocalSecretClient {
   clientId: string;
@@ -158,16 +158,6 @@ async function loadProvider(): Promise<OidcProviderConstructor> {
   return module.default;
 }
 
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
-}
-
 export async function startOidcServer(options: LocalOidcServerOptions): Promise<LocalOidcServer> {
   const Provider = await loadProvider();
   const scheme = options.tls ? 'https' : 'http';
@@ -187,7 +177,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
   const server: Server = options.tls
     ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest)
     : createHttpServer(onRequest);
-  const port = await listen(server, options.port ?? 0);
+  const port = await listenOnLoopback(server, options.port ?? 0);
 
   const issuer = `${scheme}://${hostForUrl(options.issuerHost ?? 'localhost')}:${port}`;
   const tokenEndpoint = `${scheme}://${hostForUrl(options.tokenHost ?? '127.0.0.1')}:${port}${tokenPath}`;

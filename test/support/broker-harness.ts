@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
 import type { Clock } from '../../lambdas/core/ports.js';
@@ -12,9 +12,13 @@ import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
 import { startStallingIdp } from './stalling-idp.js';
+
+export { functionArn } from './lambda-context.js';
+
 import { loadTestTls } from './tls.js';
 
 /** Real time, moved forward on demand: the servers keep their own clocks, the broker sees this one. */
@@ -31,7 +35,6 @@ export class ShiftedClock implements Clock {
   }
 }
 
-export const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
 export const callerArn = 'arn:aws:iam::123456789012:role/fhir-sync';
 const tableName = 'token-broker-test';
 
@@ -160,21 +163,7 @@ export async function startBrokerHarness() {
     return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
   };
 
-  const context = (qualifier?: string): Context =>
-    ({
-      functionName: 'token-broker',
-      functionVersion: '$LATEST',
-      invokedFunctionArn: qualifier === undefined ? functionArn : `${functionArn}:${qualifier}`,
-      memoryLimitInMB: '256',
-      awsRequestId: randomBytes(8).toString('hex'),
-      logGroupName: '/aws/lambda/token-broker',
-      logStreamName: 'test',
-      callbackWaitsForEmptyEventLoop: true,
-      getRemainingTimeInMillis: () => 15_000,
-      done: () => {},
-      fail: () => {},
-      succeed: () => {},
-    }) as Context;
+  const context = (qualifier?: string) => lambdaContext(qualifier);
 
   return {
     oidc,

@@ -16,14 +16,14 @@
  * Import only its types from elsewhere (`import type`): loading the module runs the worker.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyResult } from 'aws-lambda';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
+import { lambdaContext } from './lambda-context.js';
 
 /** What one request of a worker came back with. */
 export interface ContainerRequestResult {
@@ -54,7 +54,6 @@ export interface ContainerResult {
 const readyMessage = 'container-worker: ready';
 
 const defaultCallerArn = 'arn:aws:iam::123456789012:role/container-worker';
-const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
 
 // stdout carries the result line only: every other write (Powertools logs, console) goes to stderr.
 const stdoutWrite = process.stdout.write.bind(process.stdout);
@@ -74,23 +73,6 @@ function options(): { client: string; requests: number; scope: string | undefine
   if (values.client === undefined || values.client === '') throw new Error('--client is required');
   if (!Number.isInteger(requests) || requests < 1) throw new Error('--requests must be a positive whole number');
   return { client: values.client, requests, scope: values.scope, caller: values.caller };
-}
-
-function lambdaContext(): Context {
-  return {
-    functionName: 'token-broker',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: functionArn,
-    memoryLimitInMB: '256',
-    awsRequestId: randomBytes(8).toString('hex'),
-    logGroupName: '/aws/lambda/token-broker',
-    logStreamName: `container-${process.pid}`,
-    callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => 15_000,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
 }
 
 /** Resolves at the first line on stdin (or when stdin ends: a parent that went away must not leave us hanging). */
@@ -143,7 +125,10 @@ async function main(): Promise<void> {
           body: scope === undefined ? null : JSON.stringify({ scope }),
           callerArn: caller,
         });
-        const answer = (await handler(event, lambdaContext())) as APIGatewayProxyResult;
+        const answer = (await handler(
+          event,
+          lambdaContext(undefined, `container-${process.pid}`),
+        )) as APIGatewayProxyResult;
         const body = JSON.parse(answer.body) as Record<string, unknown>;
         const cache = outcomes.get(index);
         return {

@@ -33,7 +33,8 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Agent, createServer, request as httpsRequest, type Server } from 'node:https';
-import { type AddressInfo, isIP, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
 import type { LocalOidcServer } from '../../lambdas/local/oidc-server.js';
 import { loadTestTls } from './tls.js';
 
@@ -295,14 +296,7 @@ export async function startFaultProxy(upstream: LocalOidcServer): Promise<FaultP
   });
   // A client that gives up mid-handshake is no concern of the test's.
   server.on('tlsClientError', () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   issuer = `https://localhost:${port}`;
   tokenEndpoint = `https://127.0.0.1:${port}${tokenPath}`;
   proxyOrigins = upstreamOrigins.map((origin) => {

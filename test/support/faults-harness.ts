@@ -12,16 +12,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyResult } from 'aws-lambda';
 import type { BrokerMetrics } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
-import { functionArn, httpEvent, ShiftedClock } from './broker-harness.js';
+import { httpEvent, ShiftedClock } from './broker-harness.js';
 import { CountingMetrics } from './fakes.js';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.js';
+import { lambdaContext } from './lambda-context.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
 import { loadTestTls } from './tls.js';
 
@@ -107,21 +108,7 @@ export async function startFaultsHarness() {
   /** Every access token a caller received or the test injected, for the leak checks. */
   const tokens = new Set<string>();
 
-  const context = (): Context =>
-    ({
-      functionName: 'token-broker',
-      functionVersion: '$LATEST',
-      invokedFunctionArn: functionArn,
-      memoryLimitInMB: '256',
-      awsRequestId: randomBytes(8).toString('hex'),
-      logGroupName: '/aws/lambda/token-broker',
-      logStreamName: 'faults',
-      callbackWaitsForEmptyEventLoop: true,
-      getRemainingTimeInMillis: () => 15_000,
-      done: () => {},
-      fail: () => {},
-      succeed: () => {},
-    }) as Context;
+  const context = () => lambdaContext(undefined, 'faults');
 
   return {
     proxy,

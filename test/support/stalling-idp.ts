@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
 import { loadTestTls } from './tls.js';
 
 /**
@@ -23,8 +24,7 @@ export async function startStallingIdp(): Promise<{ wellKnownUrl: string; close(
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     wellKnownUrl: `https://localhost:${port}/.well-known/openid-configuration`,
     close: async () => {
