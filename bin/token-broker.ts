@@ -6,23 +6,21 @@ import { TokenBrokerStack } from '../lib/token-broker-stack.js';
 
 const app = new App();
 
-let config: ReturnType<typeof parseTokenBrokerContext>;
 try {
-  config = parseTokenBrokerContext(app.node.tryGetContext(contextKey));
+  new TokenBrokerStack(app, 'TokenBroker', {
+    config: parseTokenBrokerContext(app.node.tryGetContext(contextKey)),
+    description: 'token-broker: OAuth2 client-credentials tokens for IAM callers',
+    // Environment-agnostic unless the CLI's profile provides one; no lookups are made either way.
+    env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
+  });
 } catch (error) {
-  // A configuration mistake is the operator's to fix: say what and where, without a stack trace.
+  // A configuration mistake is the operator's to fix: say what and where, without a stack trace. The stack
+  // checks what needs the environment (principals' accounts, the alarm topic's region) as it is built.
   if (error instanceof ConfigError) {
     console.error(error.message);
     process.exit(1);
   }
   throw error;
 }
-
-new TokenBrokerStack(app, 'TokenBroker', {
-  config,
-  description: 'token-broker: OAuth2 client-credentials tokens for IAM callers',
-  // Environment-agnostic unless the CLI's profile provides one; no lookups are made either way.
-  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
-});
 
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -14,12 +14,23 @@ export interface TokenBrokerContext {
   vpcEndpointIds?: string[];
   /** Overrides the broker's refresh window (seconds before expiry at which a cached token is renewed). */
   refreshWindowSeconds?: number;
+  /** A standard SNS topic, in the stack's region, that gets every alarm's ALARM and OK notifications. */
+  alarmTopicArn?: string;
 }
 
-const knownFields = new Set(['clients', 'allowedAccounts', 'allowedOrgId', 'vpcEndpointIds', 'refreshWindowSeconds']);
+const knownFields = new Set([
+  'clients',
+  'allowedAccounts',
+  'allowedOrgId',
+  'vpcEndpointIds',
+  'refreshWindowSeconds',
+  'alarmTopicArn',
+]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
 export const vpcEndpointIdPattern = /^vpce-[0-9a-f]{8,17}$/;
+// A standard topic: CloudWatch alarm actions cannot publish to a FIFO topic.
+export const snsTopicArnPattern = /^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
 const header = 'invalid token broker configuration:';
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -80,6 +91,10 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   if (window !== undefined && (typeof window !== 'number' || !Number.isInteger(window) || window < 0)) {
     problems.push(`${contextKey}.refreshWindowSeconds: must be a non-negative whole number of seconds`);
   }
+  const alarmTopicArn = raw.alarmTopicArn;
+  if (alarmTopicArn !== undefined && (typeof alarmTopicArn !== 'string' || !snsTopicArnPattern.test(alarmTopicArn))) {
+    problems.push(`${contextKey}.alarmTopicArn: must be the ARN of a standard (not FIFO) SNS topic`);
+  }
 
   let clients: ClientRegistry | undefined;
   try {
@@ -98,5 +113,6 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(typeof allowedOrgId === 'string' ? { allowedOrgId } : {}),
     ...(vpcEndpointIds === undefined ? {} : { vpcEndpointIds }),
     ...(typeof window === 'number' ? { refreshWindowSeconds: window } : {}),
+    ...(typeof alarmTopicArn === 'string' ? { alarmTopicArn } : {}),
   };
 }

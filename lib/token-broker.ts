@@ -1,23 +1,30 @@
 import { fileURLToPath } from 'node:url';
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
 import { environmentVariables } from '../lambdas/entry/environment.js';
+import { adminAliasOf } from '../lambdas/entry/invoke.js';
+import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** The API's one stage. A literal, because the API's resource policy names it and cannot reference the stage. */
 export const stageName = 'v1';
 
-/** The only route; `{client}` is the registry's client name, which IAM grants match literally. */
+/**
+ * The only resource; `{client}` is the registry's client name, which IAM grants match literally.
+ * POST fetches the client's token, DELETE drops its cached tokens: two IAM resources, granted separately.
+ */
 export const tokenPath = (clientName: string) => `/clients/${clientName}/token`;
 
 /**
@@ -73,12 +80,16 @@ export interface TokenBrokerProps {
   readonly throttle?: ThrottleSettings;
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
+  /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
+  readonly alarmTopic?: sns.ITopic;
 }
 
 /**
- * The OAuth2 client-credentials token broker: one function behind an IAM-authorized REST API and one
- * Lambda alias per client, a DynamoDB token cache, and per-client grants that IAM enforces natively:
- * `execute-api:Invoke` on a client's token route over HTTP, `lambda:InvokeFunction` on its alias.
+ * The OAuth2 client-credentials token broker: one function behind an IAM-authorized REST API and two
+ * Lambda aliases per client (`<client>` for tokens, `<client>_admin` for invalidation), a DynamoDB token
+ * cache, and per-client grants that IAM enforces natively: `execute-api:Invoke` on a client's POST (fetch)
+ * or DELETE (invalidate) route over HTTP, `lambda:InvokeFunction` on its token or admin alias. Alarms and a
+ * dashboard watch it.
  */
 export class TokenBroker extends Construct {
   readonly clients: ClientRegistry;
@@ -91,7 +102,9 @@ export class TokenBroker extends Construct {
   readonly api: apigateway.RestApi;
   readonly stage: apigateway.Stage;
   readonly endpointType: apigateway.EndpointType;
+  readonly monitoring: TokenBrokerMonitoring;
   private readonly aliases = new Map<string, lambda.Alias>();
+  private readonly adminAliases = new Map<string, lambda.Alias>();
 
   constructor(scope: Construct, id: string, props: TokenBrokerProps) {
     super(scope, id);
@@ -181,7 +194,7 @@ export class TokenBroker extends Construct {
     const throttle = props.throttle ?? { rateLimit: 50, burstLimit: 100 };
     this.api = new apigateway.RestApi(this, 'Api', {
       restApiName: `${Stack.of(this).stackName}-api`,
-      description: 'token-broker: POST /clients/{client}/token, IAM (SigV4) callers only',
+      description: 'token-broker: POST and DELETE /clients/{client}/token, IAM (SigV4) callers only',
       endpointConfiguration: {
         types: [this.endpointType],
         ...(props.vpcEndpointIds === undefined
@@ -222,26 +235,61 @@ export class TokenBroker extends Construct {
     });
 
     for (const name of this.clientNames) {
-      // The handler serves a direct invocation only through the alias named after the requested client.
+      // The handler serves a direct invocation only through the alias named after the requested client,
+      // and an invalidation only through the client's admin alias: both on the one published version.
       this.aliases.set(
         name,
         new lambda.Alias(this, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
       );
+      this.adminAliases.set(
+        name,
+        new lambda.Alias(this, `AdminAlias-${name}`, {
+          aliasName: adminAliasOf(name),
+          version: this.fn.currentVersion,
+        }),
+      );
     }
     for (const name of this.clientNames) {
-      // Config-declared callers get the same two grants the methods below give to constructs.
+      // Config-declared callers get the same grants the methods below give to constructs.
       for (const arn of this.clients[name]?.allowedPrincipals ?? []) {
         const principal = new iam.ArnPrincipal(arn);
         this.grantFetchToken(principal, name);
         this.grantInvokeForClient(principal, name);
       }
+      for (const arn of this.clients[name]?.adminPrincipals ?? []) {
+        this.grantInvalidate(new iam.ArnPrincipal(arn), name);
+      }
     }
+
+    this.monitoring = new TokenBrokerMonitoring(this, 'Monitoring', {
+      fn: this.fn,
+      api: this.api,
+      table: this.table,
+      ...(props.alarmTopic === undefined ? {} : { alarmTopic: props.alarmTopic }),
+    });
+  }
+
+  /** The construct's CloudWatch alarms (see docs/deploy.md, "Alarms"). */
+  get alarms(): TokenBrokerAlarms {
+    return this.monitoring.alarms;
+  }
+
+  /** The CloudWatch dashboard of the broker's metrics. */
+  get dashboard(): cloudwatch.Dashboard {
+    return this.monitoring.dashboard;
   }
 
   /** The alias a client's direct invocations must go through (its name is the client's). */
   aliasFor(clientName: string): lambda.Alias {
     const alias = this.aliases.get(this.requireClient(clientName));
     if (alias === undefined) throw new Error(`no alias for client ${clientName}`);
+    return alias;
+  }
+
+  /** The alias a client's invalidations by direct invoke must go through: `<client>_admin`. */
+  adminAliasFor(clientName: string): lambda.Alias {
+    const alias = this.adminAliases.get(this.requireClient(clientName));
+    if (alias === undefined) throw new Error(`no admin alias for client ${clientName}`);
     return alias;
   }
 
@@ -253,6 +301,11 @@ export class TokenBroker extends Construct {
   /** The execute-api ARN of a client's token route: the resource an HTTP grant names. */
   tokenRouteArn(clientName: string): string {
     return this.api.arnForExecuteApi('POST', tokenPath(this.requireClient(clientName)), stageName);
+  }
+
+  /** The execute-api ARN of a client's invalidation route (DELETE): the resource an admin HTTP grant names. */
+  invalidateRouteArn(clientName: string): string {
+    return this.api.arnForExecuteApi('DELETE', tokenPath(this.requireClient(clientName)), stageName);
   }
 
   /**
@@ -281,6 +334,24 @@ export class TokenBroker extends Construct {
     return this.aliasFor(clientName).grantInvoke(grantee);
   }
 
+  /**
+   * Lets `grantee` drop every cached token of `clientName`: `execute-api:Invoke` on that client's DELETE
+   * route and `lambda:InvokeFunction` on its admin alias `<client>_admin`. It grants no token, and the
+   * token grants grant no invalidation. Principals are handled as in `grantFetchToken`: an identity policy
+   * for one of this app, resource-policy entries for one known only by ARN.
+   */
+  grantInvalidate(grantee: iam.IGrantable, clientName: string): iam.Grant {
+    const path = tokenPath(this.requireClient(clientName));
+    const overHttp = iam.Grant.addToPrincipalOrResource({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [this.api.arnForExecuteApi('DELETE', path, stageName)],
+      resourceSelfArns: [`execute-api:/${stageName}/DELETE${path}`],
+      resource: this.api,
+    });
+    return overHttp.combine(this.adminAliasFor(clientName).grantInvoke(grantee));
+  }
+
   private requireClient(clientName: string): string {
     if (!Object.hasOwn(this.clients, clientName)) {
       throw new ConfigError(
@@ -294,7 +365,10 @@ export class TokenBroker extends Construct {
   private functionEnvironment(refreshWindowSeconds: number | undefined): Record<string, string> {
     const runtimeRegistry = Object.fromEntries(
       Object.entries(this.clients).map(
-        ([name, { allowedPrincipals: _principals, secretKmsKeyArn: _key, ...client }]) => [name, client],
+        ([name, { allowedPrincipals: _principals, adminPrincipals: _admins, secretKmsKeyArn: _key, ...client }]) => [
+          name,
+          client,
+        ],
       ),
     );
     const json = JSON.stringify(runtimeRegistry);
@@ -325,9 +399,11 @@ export class TokenBroker extends Construct {
     const stack = Stack.of(this);
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'TokenCacheItems',
-        // Not grantReadWriteData: that adds batch, query, scan and describe actions the code never uses.
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+        sid: 'TokenCache',
+        // Exactly the calls lambdas/adapters/dynamodb-cache.ts makes: items and leases by key, and the Scan
+        // with which an invalidation finds a client's cached tokens. Not grantReadWriteData: that adds
+        // batch, query, update and describe actions the code never uses.
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Scan'],
         resources: [this.table.tableArn],
       }),
     );
@@ -486,6 +562,17 @@ export class TokenBroker extends Construct {
       requestModels: { 'application/json': model },
       requestParameters: { 'method.request.path.client': true },
     });
+    // Invalidation: the same resource, its own IAM resource (DELETE/clients/<name>/token), no body.
+    const parametersOnly = this.api.addRequestValidator('AdminRequestValidator', {
+      requestValidatorName: 'admin-request',
+      validateRequestBody: false,
+      validateRequestParameters: true,
+    });
+    token.addMethod('DELETE', new apigateway.LambdaIntegration(this.fn, { proxy: true, allowTestInvoke: false }), {
+      authorizationType: apigateway.AuthorizationType.IAM,
+      requestValidator: parametersOnly,
+      requestParameters: { 'method.request.path.client': true },
+    });
     for (const method of this.api.methods) {
       Validations.of(method).acknowledge({
         id: 'AwsSolutions-COG4',
@@ -535,24 +622,25 @@ function accessLogFormat(): apigateway.AccessLogFormat {
 }
 
 /**
- * A principal granted a client must be able to reach the API at all: with explicit accounts (and no
- * organization), each principal's account must be one of them; with the default, the deploying account.
+ * A principal granted a client (to fetch its token or to invalidate it) must be able to reach the API at
+ * all: with explicit accounts (and no organization), each principal's account must be one of them; with
+ * the default, the deploying account.
  */
 function checkAdmittedPrincipals(clients: ClientRegistry, props: TokenBrokerProps, stackAccount: string): void {
   if (props.allowedOrgId !== undefined) return;
   const admitted = props.allowedAccounts ?? (Token.isUnresolved(stackAccount) ? undefined : [stackAccount]);
   if (admitted === undefined) return;
   const problems: string[] = [];
+  const by = props.allowedAccounts === undefined ? 'the deploying account' : 'tokenBroker.allowedAccounts';
   for (const [name, client] of Object.entries(clients)) {
-    (client.allowedPrincipals ?? []).forEach((arn, index) => {
-      const account = arn.split(':')[4] ?? '';
-      if (!admitted.includes(account)) {
-        const by = props.allowedAccounts === undefined ? 'the deploying account' : 'tokenBroker.allowedAccounts';
-        problems.push(
-          `tokenBroker.clients.${name}.allowedPrincipals[${index}]: account ${account} is not admitted by ${by}`,
-        );
-      }
-    });
+    for (const field of ['allowedPrincipals', 'adminPrincipals'] as const) {
+      (client[field] ?? []).forEach((arn, index) => {
+        const account = arn.split(':')[4] ?? '';
+        if (!admitted.includes(account)) {
+          problems.push(`tokenBroker.clients.${name}.${field}[${index}]: account ${account} is not admitted by ${by}`);
+        }
+      });
+    }
   }
   if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
 }

@@ -15,6 +15,12 @@ export interface ClientConfig {
    * (execute-api:Invoke on the client's token route) and by direct invoke (its Lambda alias).
    */
   allowedPrincipals?: string[];
+  /**
+   * IAM principals (role, user or account-root ARNs) granted this client's administration at deploy time:
+   * DELETE on the client's token route (drops its cached tokens) and its admin alias `<client>_admin`.
+   * Fetching a token never implies it, nor does this field imply fetching.
+   */
+  adminPrincipals?: string[];
   /** The customer managed KMS key that encrypts the client's secret; the function may decrypt with it. */
   secretKmsKeyArn?: string;
   /** Lifetime in seconds assumed when the server omits expires_in and the token is not a JWT with exp. */
@@ -32,6 +38,7 @@ const knownFields = new Set([
   'defaultScope',
   'authMethod',
   'allowedPrincipals',
+  'adminPrincipals',
   'secretKmsKeyArn',
   'defaultExpiresIn',
 ]);
@@ -178,6 +185,26 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     }
   }
 
+  // The same rules as allowedPrincipals: these principals get the client's admin grants instead.
+  const admins = raw.adminPrincipals;
+  if (admins !== undefined) {
+    if (!Array.isArray(admins) || admins.length === 0) {
+      problems.push(`${at('adminPrincipals')}: must be a non-empty array of IAM principal ARNs`);
+    } else {
+      admins.forEach((principal, index) => {
+        if (typeof principal !== 'string' || !principalArnPattern.test(principal)) {
+          problems.push(
+            `${at(`adminPrincipals[${index}]`)}: must be an IAM principal ARN without wildcards: ` +
+              'arn:aws:iam::<account>:root, arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>',
+          );
+        }
+      });
+      if (new Set(admins).size !== admins.length) {
+        problems.push(`${at('adminPrincipals')}: must not repeat a principal`);
+      }
+    }
+  }
+
   if (
     raw.secretKmsKeyArn !== undefined &&
     (typeof raw.secretKmsKeyArn !== 'string' || !kmsKeyArnPattern.test(raw.secretKmsKeyArn))
@@ -210,6 +237,7 @@ export function parseClientRegistry(raw: unknown, options: ConfigOptions = {}): 
       ...(client.defaultScope === undefined ? {} : { defaultScope: client.defaultScope }),
       ...(client.authMethod === undefined ? {} : { authMethod: client.authMethod }),
       ...(client.allowedPrincipals === undefined ? {} : { allowedPrincipals: [...client.allowedPrincipals] }),
+      ...(client.adminPrincipals === undefined ? {} : { adminPrincipals: [...client.adminPrincipals] }),
       ...(client.secretKmsKeyArn === undefined ? {} : { secretKmsKeyArn: client.secretKmsKeyArn }),
       ...(client.defaultExpiresIn === undefined ? {} : { defaultExpiresIn: client.defaultExpiresIn }),
     };

@@ -32,7 +32,9 @@ describe('the tokenBroker context', () => {
       allowedOrgId: 'o-a1b2c3d4e5',
       vpcEndpointIds: ['vpce-0123456789abcdef0'],
       refreshWindowSeconds: 90,
+      alarmTopicArn: 'arn:aws:sns:us-east-1:111111111111:token-broker-alarms',
     });
+    assert.equal(full.alarmTopicArn, 'arn:aws:sns:us-east-1:111111111111:token-broker-alarms');
     assert.deepEqual(full.allowedAccounts, ['111111111111', '222222222222']);
     assert.equal(full.allowedOrgId, 'o-a1b2c3d4e5');
     assert.deepEqual(full.vpcEndpointIds, ['vpce-0123456789abcdef0']);
@@ -50,8 +52,10 @@ describe('the tokenBroker context', () => {
       allowedOrgId: 'org-1',
       vpcEndpointIds: ['vpc-123'],
       refreshWindowSeconds: -1,
+      alarmTopicArn: 'arn:aws:sns:us-east-1:111111111111:*',
       colour: 'blue',
     });
+    assert.match(message, /tokenBroker\.alarmTopicArn: must be the ARN of a standard \(not FIFO\) SNS topic/);
     assert.match(message, /tokenBroker\.colour: unknown field/);
     assert.match(message, /tokenBroker\.allowedAccounts\[1\]: must be a 12-digit AWS account id/);
     assert.match(message, /tokenBroker\.allowedOrgId: must be an AWS Organizations id/);
@@ -119,6 +123,44 @@ describe('per-client deployment fields', () => {
     assert.match(message, /tokenBroker\.clients\.other\.allowedPrincipals: must be a non-empty array/);
   });
 
+  it('carries adminPrincipals into the parsed registry, apart from allowedPrincipals', () => {
+    const admins = ['arn:aws:iam::111111111111:role/ops', 'arn:aws:iam::222222222222:root'];
+    const registry = parseClientRegistry({ bwell: { ...bwell, adminPrincipals: admins } });
+    assert.deepEqual(registry.bwell?.adminPrincipals, admins);
+    assert.equal(registry.bwell?.allowedPrincipals, undefined);
+    assert.equal(parseClientRegistry({ bwell }).bwell?.adminPrincipals, undefined);
+  });
+
+  it('rejects adminPrincipals exactly like allowedPrincipals, naming client and field', () => {
+    const message = problemsOf({
+      clients: {
+        bwell: {
+          ...bwell,
+          adminPrincipals: [
+            'arn:aws:iam::111111111111:role/*',
+            '111111111111',
+            'arn:aws:sts::111111111111:assumed-role/ops/session',
+            'arn:aws:iam::111111111111:role/ops',
+            'arn:aws:iam::111111111111:role/ops',
+          ],
+        },
+        other: { ...bwell, adminPrincipals: 'arn:aws:iam::111111111111:role/ops' },
+        empty: { ...bwell, adminPrincipals: [] },
+      },
+    });
+    for (const index of [0, 1, 2]) {
+      assert.match(
+        message,
+        new RegExp(`tokenBroker\\.clients\\.bwell\\.adminPrincipals\\[${index}\\]: must be an IAM principal ARN`),
+      );
+    }
+    assert.doesNotMatch(message, /adminPrincipals\[3\]/);
+    assert.match(message, /tokenBroker\.clients\.bwell\.adminPrincipals: must not repeat a principal/);
+    assert.match(message, /tokenBroker\.clients\.other\.adminPrincipals: must be a non-empty array/);
+    assert.match(message, /tokenBroker\.clients\.empty\.adminPrincipals: must be a non-empty array/);
+    assert.doesNotMatch(message, /allowedPrincipals/, 'the field is named as written');
+  });
+
   it('rejects a KMS alias or a malformed key ARN, naming client and field', () => {
     for (const bad of [
       'arn:aws:kms:us-east-1:111111111111:alias/secrets',
@@ -165,6 +207,20 @@ describe('the CDK app (bin/token-broker.ts)', () => {
     assert.equal(result.template, undefined);
   });
 
+  it('reports a problem found while building the stack the same way: message only, exit 1', () => {
+    const result = runApp({
+      allowedAccounts: ['111111111111'],
+      clients: { bwell: { ...bwell, adminPrincipals: ['arn:aws:iam::999999999999:role/ops'] } },
+    });
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /tokenBroker\.clients\.bwell\.adminPrincipals\[0\]: account 999999999999 is not admitted by tokenBroker\.allowedAccounts/,
+    );
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(result.template, undefined);
+  });
+
   it('synthesizes the shipped configuration with cdk-nag registered, offline', () => {
     const result = runApp(shipped);
     assert.equal(result.status, 0, result.stderr);
@@ -175,6 +231,8 @@ describe('the CDK app (bin/token-broker.ts)', () => {
       'AWS::Lambda::Function',
       'AWS::ApiGateway::RestApi',
       'AWS::Lambda::Alias',
+      'AWS::CloudWatch::Alarm',
+      'AWS::CloudWatch::Dashboard',
     ]) {
       assert.ok(types.includes(type), type);
     }

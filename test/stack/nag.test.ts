@@ -21,11 +21,13 @@ const variants: Record<string, unknown> = {
   'other accounts': { ...shipped, allowedAccounts: [account, '222222222222'] },
   'an organization': { ...shipped, allowedOrgId: 'o-a1b2c3d4e5' },
   'a private API': { ...shipped, vpcEndpointIds: ['vpce-0123456789abcdef0'] },
-  'principals and a customer key': {
+  'an alarm topic': { ...shipped, alarmTopicArn: `arn:aws:sns:us-east-1:${account}:token-broker-alarms` },
+  'principals, admins and a customer key': {
     clients: {
       bwell: {
         ...bwell,
         allowedPrincipals: [`arn:aws:iam::${account}:role/app`],
+        adminPrincipals: [`arn:aws:iam::${account}:role/ops`],
         secretKmsKeyArn: `arn:aws:kms:us-east-1:${account}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,
       },
       'bwell-write': { ...bwell, secretName: `arn:aws:secretsmanager:us-east-1:${account}:secret:bwell/write-AbCdEf` },
@@ -141,7 +143,7 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   it('passes the synth when registered as a validation plugin on the broker app', () => {
-    const { app } = build(variants['principals and a customer key']);
+    const { app } = build(variants['principals, admins and a customer key']);
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     assert.doesNotThrow(() => app.synth());
   });

@@ -107,6 +107,7 @@ describe('the function', () => {
       bwell: {
         ...shippedContext.clients.bwell,
         allowedPrincipals: ['arn:aws:iam::111111111111:role/caller'],
+        adminPrincipals: ['arn:aws:iam::111111111111:role/ops'],
         secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
       },
     };
@@ -130,8 +131,8 @@ describe('the REST API', () => {
     }
   });
 
-  it('has the single route POST /clients/{client}/token as a Lambda proxy', () => {
-    template.resourceCountIs('AWS::ApiGateway::Method', 1);
+  it('has the one resource /clients/{client}/token: POST (token) and DELETE (invalidation), Lambda proxies', () => {
+    template.resourceCountIs('AWS::ApiGateway::Method', 2);
     const parts = Object.values(template.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
     assert.deepEqual(parts.sort(), ['clients', 'token', '{client}']);
     template.hasResourceProperties('AWS::ApiGateway::Method', {
@@ -139,8 +140,14 @@ describe('the REST API', () => {
       ResourceId: { Ref: Match.stringLikeRegexp('clientsclienttoken') },
       Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
     });
-    const method = Object.values(template.findResources('AWS::ApiGateway::Method'))[0];
-    assert.match(JSON.stringify(method?.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'DELETE',
+      ResourceId: { Ref: Match.stringLikeRegexp('clientsclienttoken') },
+      Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
+    });
+    for (const method of Object.values(template.findResources('AWS::ApiGateway::Method'))) {
+      assert.match(JSON.stringify(method.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+    }
   });
 
   it('validates the request: the client path parameter and the optional JSON body {scope?: string}', () => {
@@ -150,6 +157,7 @@ describe('the REST API', () => {
     });
     const modelId = onlyLogicalId(template, 'AWS::ApiGateway::Model');
     template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'POST',
       RequestValidatorId: { Ref: validatorId },
       RequestModels: { 'application/json': { Ref: modelId } },
       RequestParameters: { 'method.request.path.client': true },
@@ -214,25 +222,28 @@ describe('the REST API', () => {
     });
   });
 
-  it('grants API Gateway invoke on the unqualified function for this route only', () => {
+  it('grants API Gateway invoke on the unqualified function for these two methods only', () => {
     const permissions = Object.values(template.findResources('AWS::Lambda::Permission')).filter(
       (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
     );
-    assert.equal(permissions.length, 1, 'no test-invoke permission');
-    const permission = permissions[0]?.Properties;
-    assert.deepEqual(permission.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
-    assert.match(JSON.stringify(stack.resolve(permission.SourceArn)), /\/POST\/clients\/\*\/token/);
+    assert.equal(permissions.length, 2, 'one per method, no test-invoke permission');
+    for (const permission of permissions) {
+      assert.deepEqual(permission.Properties.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
+    }
+    const sources = permissions.map((p) => JSON.stringify(stack.resolve(p.Properties.SourceArn))).sort();
+    assert.match(sources[0] ?? '', /\/DELETE\/clients\/\*\/token"/);
+    assert.match(sources[1] ?? '', /\/POST\/clients\/\*\/token"/);
   });
 });
 
-describe('one Lambda alias per client', () => {
+describe('two Lambda aliases per client', () => {
   const { template } = synth(twoClients);
 
-  it('names each alias after its client, on the one published version', () => {
+  it('names them <client> and <client>_admin, all on the one published version', () => {
     const versionId = onlyLogicalId(template, 'AWS::Lambda::Version');
     const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
     const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
-    assert.deepEqual(aliases.map((a) => a.Name).sort(), ['acme-labs', 'bwell']);
+    assert.deepEqual(aliases.map((a) => a.Name).sort(), ['acme-labs', 'acme-labs_admin', 'bwell', 'bwell_admin']);
     for (const alias of aliases) {
       assert.deepEqual(alias.FunctionName, { Ref: fnId });
       assert.deepEqual(alias.FunctionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });
@@ -243,7 +254,7 @@ describe('one Lambda alias per client', () => {
 describe('outputs', () => {
   const { template } = synth(twoClients);
 
-  it('exports the API URL, function name and ARN, table name and every alias ARN', () => {
+  it('exports the API URL, function name and ARN, table and dashboard names, and every alias ARN', () => {
     const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
     const tableId = onlyLogicalId(template, 'AWS::DynamoDB::Table');
     const aliasIds = template.findResources('AWS::Lambda::Alias');
@@ -254,6 +265,9 @@ describe('outputs', () => {
     template.hasOutput('TableName', { Value: { Ref: tableId } });
     template.hasOutput('AliasArnbwell', { Value: { Ref: aliasId('bwell') } });
     template.hasOutput('AliasArnacmeDlabs', { Value: { Ref: aliasId('acme-labs') } });
+    template.hasOutput('AdminAliasArnbwell', { Value: { Ref: aliasId('bwell_admin') } });
+    template.hasOutput('AdminAliasArnacmeDlabs', { Value: { Ref: aliasId('acme-labs_admin') } });
+    template.hasOutput('DashboardName', { Value: { Ref: onlyLogicalId(template, 'AWS::CloudWatch::Dashboard') } });
     template.hasOutput('TokenUrlbwell', { Value: Match.anyValue() });
   });
 });

@@ -1,0 +1,315 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { App, type Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { ConfigError } from '../../lambdas/core/config.js';
+import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { adminAliasOf } from '../../lambdas/entry/invoke.js';
+import { parseTokenBrokerContext } from '../../lib/context.js';
+import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+
+/*
+ * The administrative side of the broker (issue #6): DELETE /clients/{client}/token and the admin alias
+ * <client>_admin, each granted separately from fetching a token.
+ */
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const shipped = cdkJson.context.tokenBroker;
+const bwell = shipped.clients.bwell;
+const account = '111111111111';
+const env = { account, region: 'us-east-1' };
+const twoClients = { clients: { bwell, 'acme-labs': { ...bwell } } };
+
+type Json = Record<string, unknown>;
+interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Principal?: unknown;
+  Condition?: Json;
+}
+
+function synth(tokenBroker: unknown = twoClients) {
+  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
+  const stack = new TokenBrokerStack(app, 'TokenBroker', { config: parseTokenBrokerContext(tokenBroker), env });
+  return {
+    stack,
+    broker: stack.broker,
+    // Synthesizes on first use only: grant tests add constructs first.
+    get template() {
+      return Template.fromStack(stack);
+    },
+  };
+}
+
+function logicalIdOf(template: Template, type: string, predicate: (props: Json) => boolean = () => true): string {
+  const ids = Object.entries(template.findResources(type))
+    .filter(([, r]) => predicate(r.Properties ?? {}))
+    .map(([id]) => id);
+  assert.equal(ids.length, 1, `expected one ${type}, found ${ids.length}`);
+  return ids[0] as string;
+}
+
+const aliasId = (template: Template, name: string) =>
+  logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === name);
+
+const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
+
+function apiPolicy(template: Template): Statement[] {
+  const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0];
+  return api?.Properties.Policy.Statement as Statement[];
+}
+
+/** The API resource policy's Allow entries as "principal action resource" lines (merged statements split). */
+function routeGrants(template: Template): string[] {
+  return apiPolicy(template)
+    .filter((s) => s.Effect === 'Allow' && s.Sid === undefined)
+    .flatMap((s) =>
+      list((s.Principal as { AWS: string | string[] }).AWS).flatMap((principal) =>
+        list(s.Action).flatMap((action) =>
+          list(s.Resource as string | string[]).map((r) => `${principal} ${action} ${r}`),
+        ),
+      ),
+    )
+    .sort();
+}
+
+/** Lambda permissions for principals other than API Gateway, as [action, function, principal]. */
+function invokePermissions(template: Template): unknown[][] {
+  return Object.values(template.findResources('AWS::Lambda::Permission'))
+    .map((p) => p.Properties)
+    .filter((p) => p.Principal !== 'apigateway.amazonaws.com')
+    .map((p) => [p.Action, p.FunctionName, p.Principal])
+    .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+}
+
+describe('the admin route DELETE /clients/{client}/token', () => {
+  const { template, stack } = synth();
+  const fnId = logicalIdOf(template, 'AWS::Lambda::Function');
+  const deleteMethod = () =>
+    Object.values(template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'DELETE' } }));
+
+  it('is one AWS_IAM method on the token resource, a Lambda proxy to the function', () => {
+    const methods = deleteMethod();
+    assert.equal(methods.length, 1);
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'DELETE',
+      AuthorizationType: 'AWS_IAM',
+      ResourceId: { Ref: Match.stringLikeRegexp('clientsclienttoken') },
+      Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
+      RequestParameters: { 'method.request.path.client': true },
+    });
+    assert.match(JSON.stringify(methods[0]?.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+  });
+
+  it('shares the resource with POST: the same ResourceId, so the same {client} path', () => {
+    const byMethod = Object.fromEntries(
+      Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => [
+        m.Properties.HttpMethod,
+        m.Properties.ResourceId,
+      ]),
+    );
+    assert.deepEqual(Object.keys(byMethod).sort(), ['DELETE', 'POST']);
+    assert.deepEqual(byMethod.DELETE, byMethod.POST);
+  });
+
+  it('has no request body model, and validates only the path parameter', () => {
+    const method = deleteMethod()[0]?.Properties;
+    assert.equal(method.RequestModels, undefined);
+    const validators = template.findResources('AWS::ApiGateway::RequestValidator');
+    const validator = validators[method.RequestValidatorId.Ref]?.Properties;
+    assert.deepEqual(
+      { body: validator.ValidateRequestBody, parameters: validator.ValidateRequestParameters },
+      { body: false, parameters: true },
+    );
+  });
+
+  it('lets API Gateway invoke the function for DELETE on this API only', () => {
+    const permissions = Object.values(template.findResources('AWS::Lambda::Permission'))
+      .map((p) => p.Properties)
+      .filter((p) => p.Principal === 'apigateway.amazonaws.com');
+    const sources = permissions.map((p) => JSON.stringify(stack.resolve(p.SourceArn)));
+    assert.equal(sources.filter((s) => /\/DELETE\/clients\/\*\/token"/.test(s)).length, 1);
+    for (const permission of permissions) assert.deepEqual(permission.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
+  });
+
+  it('is a separate IAM resource from the token route: DELETE/clients/<name>/token', () => {
+    const { broker, stack: s } = synth();
+    assert.match(JSON.stringify(s.resolve(broker.invalidateRouteArn('bwell'))), /\/v1\/DELETE\/clients\/bwell\/token"/);
+    assert.notDeepEqual(s.resolve(broker.invalidateRouteArn('bwell')), s.resolve(broker.tokenRouteArn('bwell')));
+  });
+});
+
+describe('one admin alias per client', () => {
+  const { template } = synth();
+
+  it('is named <client>_admin, as the handler expects, and sits on the same version as the token alias', () => {
+    const versionId = logicalIdOf(template, 'AWS::Lambda::Version');
+    const fnId = logicalIdOf(template, 'AWS::Lambda::Function');
+    const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
+    assert.deepEqual(
+      aliases.map((a) => a.Name).sort(),
+      ['acme-labs', adminAliasOf('acme-labs'), 'bwell', adminAliasOf('bwell')].sort(),
+    );
+    assert.equal(adminAliasOf('bwell'), 'bwell_admin');
+    for (const alias of aliases) {
+      assert.deepEqual(alias.FunctionName, { Ref: fnId });
+      assert.deepEqual(alias.FunctionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });
+    }
+  });
+
+  it('is exported as a stack output per client', () => {
+    template.hasOutput('AdminAliasArnbwell', { Value: { Ref: aliasId(template, 'bwell_admin') } });
+    template.hasOutput('AdminAliasArnacmeDlabs', { Value: { Ref: aliasId(template, 'acme-labs_admin') } });
+  });
+
+  it('adminAliasFor returns it, and throws for an unknown client', () => {
+    const { broker } = synth();
+    assert.equal(broker.adminAliasFor('bwell').aliasName, 'bwell_admin');
+    assert.throws(() => broker.adminAliasFor('nope'), ConfigError);
+  });
+});
+
+describe('grantInvalidate', () => {
+  function withCaller() {
+    const { stack, broker } = synth();
+    const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
+    return { stack, broker, caller };
+  }
+
+  function callerStatements(template: Template, stack: Stack): Statement[] {
+    const roleId = logicalIdOf(template, 'AWS::IAM::Role', (p) => JSON.stringify(p).includes(':root'));
+    return Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
+      .flatMap((p) => stack.resolve(p.Properties.PolicyDocument.Statement) as Statement[]);
+  }
+
+  it('in-app role: an identity policy with DELETE on that route and invoke on that admin alias, nothing else', () => {
+    const { stack, broker, caller } = withCaller();
+    broker.grantInvalidate(caller, 'bwell');
+    const template = Template.fromStack(stack);
+    const statements = callerStatements(template, stack);
+    assert.deepEqual(
+      statements.map((s) => [s.Effect, s.Action, s.Resource]),
+      [
+        ['Allow', 'execute-api:Invoke', stack.resolve(broker.invalidateRouteArn('bwell'))],
+        ['Allow', 'lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }],
+      ],
+    );
+    const text = JSON.stringify(statements);
+    assert.doesNotMatch(text, /\/POST\//, 'no token route');
+    assert.doesNotMatch(text, /acme-labs/, 'no other client');
+    assert.ok(!text.includes(aliasId(template, 'bwell')), 'not the token alias');
+    assert.equal(apiPolicy(template).length, 1, 'a principal of this account needs no resource-policy entry');
+    assert.deepEqual(invokePermissions(template), [], 'and no Lambda permission');
+  });
+
+  it('returns a grant that succeeded on the principal', () => {
+    const { broker, caller } = withCaller();
+    const grant = broker.grantInvalidate(caller, 'bwell');
+    assert.equal(grant.success, true);
+    assert.equal(grant.principalStatements.length, 2);
+  });
+
+  it('principal known only by ARN: the DELETE route in the API resource policy and a permission on the admin alias', () => {
+    const { stack, broker } = synth({ ...twoClients, allowedAccounts: [account, '222222222222'] });
+    const outsider = new iam.ArnPrincipal('arn:aws:iam::222222222222:role/ops');
+    broker.grantInvalidate(outsider, 'bwell');
+    const template = Template.fromStack(stack);
+    assert.deepEqual(routeGrants(template), [
+      'arn:aws:iam::222222222222:role/ops execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token',
+    ]);
+    assert.deepEqual(invokePermissions(template), [
+      ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }, 'arn:aws:iam::222222222222:role/ops'],
+    ]);
+  });
+
+  it('fetch grants give no invalidation, and invalidation grants give no token', () => {
+    const { stack, broker, caller } = withCaller();
+    broker.grantFetchToken(caller, 'bwell');
+    broker.grantInvokeForClient(caller, 'bwell');
+    const template = Template.fromStack(stack);
+    const text = JSON.stringify(callerStatements(template, stack));
+    assert.doesNotMatch(text, /DELETE/);
+    assert.ok(!text.includes(aliasId(template, 'bwell_admin')));
+  });
+
+  it('throws for a client the registry does not declare', () => {
+    const { broker, caller } = withCaller();
+    assert.throws(() => broker.grantInvalidate(caller, 'nope'), /unknown client "nope"/);
+    assert.throws(() => broker.invalidateRouteArn('__proto__'), ConfigError);
+  });
+});
+
+describe('adminPrincipals in the config', () => {
+  const admins = [`arn:aws:iam::${account}:role/ops`, `arn:aws:iam::${account}:user/oncall`];
+  const fetcher = `arn:aws:iam::${account}:role/app`;
+
+  it('become exactly the two admin grants on that client, and no fetch grant', () => {
+    const { template } = synth({
+      clients: { bwell: { ...bwell, adminPrincipals: admins }, 'acme-labs': bwell },
+    });
+    assert.deepEqual(
+      routeGrants(template),
+      admins.map((arn) => `${arn} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`).sort(),
+    );
+    const adminAlias = aliasId(template, 'bwell_admin');
+    assert.deepEqual(
+      invokePermissions(template),
+      admins
+        .map((arn) => ['lambda:InvokeFunction', { Ref: adminAlias }, arn])
+        .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+    );
+  });
+
+  it('sit beside allowedPrincipals without mixing: each principal gets only its own grants', () => {
+    const { template } = synth({
+      clients: { bwell: { ...bwell, allowedPrincipals: [fetcher], adminPrincipals: [admins[0]] } },
+    });
+    assert.deepEqual(
+      routeGrants(template),
+      [
+        `${admins[0]} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`,
+        `${fetcher} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`,
+      ].sort(),
+    );
+    assert.deepEqual(
+      invokePermissions(template),
+      [
+        ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }, admins[0]],
+        ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell') }, fetcher],
+      ].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+    );
+  });
+
+  it('stay out of the registry the function receives', () => {
+    const { template } = synth({ clients: { bwell: { ...bwell, adminPrincipals: admins } } });
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
+    const variables = fn?.Properties.Environment.Variables as Record<string, string>;
+    assert.deepEqual(JSON.parse(variables[environmentVariables.clients] as string), { bwell });
+  });
+
+  it('must be admitted like allowedPrincipals: the synth fails naming client and field', () => {
+    assert.throws(
+      () =>
+        synth({
+          allowedAccounts: [account],
+          clients: { bwell: { ...bwell, adminPrincipals: [admins[0], 'arn:aws:iam::999999999999:role/stranger'] } },
+        }),
+      /tokenBroker\.clients\.bwell\.adminPrincipals\[1\]: account 999999999999 is not admitted by tokenBroker\.allowedAccounts/,
+    );
+    assert.throws(
+      () => synth({ clients: { bwell: { ...bwell, adminPrincipals: ['arn:aws:iam::999999999999:root'] } } }),
+      /tokenBroker\.clients\.bwell\.adminPrincipals\[0\]: account 999999999999 is not admitted by the deploying account/,
+    );
+    assert.doesNotThrow(() =>
+      synth({
+        allowedOrgId: 'o-a1b2c3d4e5',
+        clients: { bwell: { ...bwell, adminPrincipals: ['arn:aws:iam::999999999999:role/ops'] } },
+      }),
+    );
+  });
+});
