@@ -111,6 +111,23 @@ function checkWellKnownUrl(value: unknown, options: ConfigOptions): string | und
   return undefined;
 }
 
+function checkPrincipals(principals: unknown, field: string, at: (field: string) => string, problems: string[]): void {
+  if (principals === undefined) return;
+  if (!Array.isArray(principals) || principals.length === 0) {
+    problems.push(`${at(field)}: must be a non-empty array of IAM principal ARNs`);
+    return;
+  }
+  principals.forEach((principal, index) => {
+    if (typeof principal !== 'string' || !principalArnPattern.test(principal)) {
+      problems.push(
+        `${at(`${field}[${index}]`)}: must be an IAM principal ARN without wildcards: ` +
+          'arn:aws:iam::<account>:root, arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>',
+      );
+    }
+  });
+  if (new Set(principals).size !== principals.length) problems.push(`${at(field)}: must not repeat a principal`);
+}
+
 function checkClient(name: string, raw: unknown, options: ConfigOptions, problems: string[]): void {
   const at = (field: string) => `tokenBroker.clients.${name}.${field}`;
   // A client name is also a Lambda alias name, which may not be all digits.
@@ -166,43 +183,9 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     problems.push(`${at('authMethod')}: must be one of ${authMethods.join(', ')}`);
   }
 
-  const principals = raw.allowedPrincipals;
-  if (principals !== undefined) {
-    if (!Array.isArray(principals) || principals.length === 0) {
-      problems.push(`${at('allowedPrincipals')}: must be a non-empty array of IAM principal ARNs`);
-    } else {
-      principals.forEach((principal, index) => {
-        if (typeof principal !== 'string' || !principalArnPattern.test(principal)) {
-          problems.push(
-            `${at(`allowedPrincipals[${index}]`)}: must be an IAM principal ARN without wildcards: ` +
-              'arn:aws:iam::<account>:root, arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>',
-          );
-        }
-      });
-      if (new Set(principals).size !== principals.length) {
-        problems.push(`${at('allowedPrincipals')}: must not repeat a principal`);
-      }
-    }
-  }
-
-  // The same rules as allowedPrincipals: these principals get the client's admin grants instead.
-  const admins = raw.adminPrincipals;
-  if (admins !== undefined) {
-    if (!Array.isArray(admins) || admins.length === 0) {
-      problems.push(`${at('adminPrincipals')}: must be a non-empty array of IAM principal ARNs`);
-    } else {
-      admins.forEach((principal, index) => {
-        if (typeof principal !== 'string' || !principalArnPattern.test(principal)) {
-          problems.push(
-            `${at(`adminPrincipals[${index}]`)}: must be an IAM principal ARN without wildcards: ` +
-              'arn:aws:iam::<account>:root, arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name>',
-          );
-        }
-      });
-      if (new Set(admins).size !== admins.length) {
-        problems.push(`${at('adminPrincipals')}: must not repeat a principal`);
-      }
-    }
+  // allowedPrincipals get the client's fetch grants, adminPrincipals its invalidation grants.
+  for (const field of ['allowedPrincipals', 'adminPrincipals'] as const) {
+    checkPrincipals(raw[field], field, at, problems);
   }
 
   if (
