@@ -14,92 +14,14 @@
  * the others replace the default file glob.
  */
 import { spawn } from 'node:child_process';
-import { webcrypto } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-type X509 = typeof import('@peculiar/x509');
+import { generateTlsMaterial, writeTlsMaterial } from './support/tls-material.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const defaultFiles = ['test/**/*.test.ts'];
-
-const keyAlgorithm: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
-const signingAlgorithm: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
-
-interface TlsMaterial {
-  caCertPem: string;
-  serverKeyPem: string;
-  serverCertPem: string;
-}
-
-async function loadX509(): Promise<X509> {
-  // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API loaded first.
-  await import('reflect-metadata');
-  return import('@peculiar/x509');
-}
-
-async function generateTlsMaterial(): Promise<TlsMaterial> {
-  const x509 = await loadX509();
-  x509.cryptoProvider.set(webcrypto);
-  const notBefore = new Date(Date.now() - 5 * 60 * 1000);
-  const notAfter = new Date(Date.now() + 24 * 60 * 60 * 1000);
-
-  const caKeys = await webcrypto.subtle.generateKey(keyAlgorithm, true, ['sign', 'verify']);
-  const caName = 'CN=token-broker test CA (generated per test run)';
-  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerial(),
-    name: caName,
-    notBefore,
-    notAfter,
-    keys: caKeys,
-    signingAlgorithm,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const serverKeys = await webcrypto.subtle.generateKey(keyAlgorithm, true, ['sign', 'verify']);
-  const serverCert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
-    subject: 'CN=localhost',
-    issuer: caCert.subject,
-    notBefore,
-    notAfter,
-    publicKey: serverKeys.publicKey,
-    signingKey: caKeys.privateKey,
-    signingAlgorithm,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([
-        { type: 'dns', value: 'localhost' },
-        { type: 'ip', value: '127.0.0.1' },
-        { type: 'ip', value: '::1' },
-      ]),
-      await x509.SubjectKeyIdentifierExtension.create(serverKeys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const serverKeyDer = await webcrypto.subtle.exportKey('pkcs8', serverKeys.privateKey);
-  return {
-    caCertPem: `${caCert.toString('pem')}\n`,
-    serverCertPem: `${serverCert.toString('pem')}\n`,
-    serverKeyPem: `${x509.PemConverter.encode(serverKeyDer, 'PRIVATE KEY')}\n`,
-  };
-}
-
-/** A positive 128-bit serial number, hex encoded (the top bit cleared so DER keeps it positive). */
-function randomSerial(): string {
-  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
-  bytes[0] = (bytes[0] ?? 0) & 0x7f;
-  return Buffer.from(bytes).toString('hex');
-}
 
 function childEnvironment(tlsDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
@@ -141,10 +63,7 @@ async function main(): Promise<number> {
 
   const tlsDir = await mkdtemp(join(tmpdir(), 'token-broker-tls-'));
   try {
-    const material = await generateTlsMaterial();
-    await writeFile(join(tlsDir, 'ca.pem'), material.caCertPem, { mode: 0o644 });
-    await writeFile(join(tlsDir, 'server-cert.pem'), material.serverCertPem, { mode: 0o644 });
-    await writeFile(join(tlsDir, 'server-key.pem'), material.serverKeyPem, { mode: 0o600 });
+    await writeTlsMaterial(tlsDir, await generateTlsMaterial());
 
     const args = [
       '--import',

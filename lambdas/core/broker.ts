@@ -8,6 +8,7 @@ import type {
   ClientCredentials,
   Clock,
   SecretSource,
+  StoredToken,
   TokenCache,
   TokenEndpoint,
 } from './ports.js';
@@ -104,6 +105,7 @@ export class TokenBroker {
   private readonly refreshAheadMaxMs: number;
   private readonly leaseMs: number;
   private readonly containerId = randomUUID();
+  private readonly startedAt: number;
   private readonly revocationCheckMs: number;
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
@@ -130,6 +132,7 @@ export class TokenBroker {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
+    this.startedAt = this.clock.now();
   }
 
   hasClient(name: string): boolean {
@@ -183,12 +186,13 @@ export class TokenBroker {
   /** At most once per interval and never on the caller's path: a memory hit does no I/O. */
   private checkRevocation(clientName: string): void {
     const now = this.clock.now();
-    const known = this.revocations.get(clientName);
-    if (known !== undefined && now - known.checkedAt < this.revocationCheckMs) return;
-    this.revocations.set(clientName, { revokedAt: known?.revokedAt, checkedAt: now });
+    // A new container has nothing in memory to drop, so its first look can wait one interval.
+    const known = this.revocations.get(clientName) ?? { revokedAt: undefined, checkedAt: this.startedAt };
+    if (now - known.checkedAt < this.revocationCheckMs) return;
+    this.revocations.set(clientName, { revokedAt: known.revokedAt, checkedAt: now });
     this.cache.revokedAt(clientName).then(
       (revokedAt) => {
-        if (revokedAt === undefined || (known?.revokedAt !== undefined && revokedAt <= known.revokedAt)) return;
+        if (revokedAt === undefined || (known.revokedAt !== undefined && revokedAt <= known.revokedAt)) return;
         this.revocations.set(clientName, { revokedAt, checkedAt: now });
         this.dropRevoked(clientName, revokedAt);
       },
@@ -232,8 +236,12 @@ export class TokenBroker {
 
   private async load(target: Target, current: CachedToken | undefined): Promise<Loaded> {
     try {
-      const credentials = await this.secrets.getCredentials(target.clientName, target.client);
-      const stored = await this.readShared(target, credentials);
+      // The secret opens the sealed token, so both are needed: read them side by side.
+      const [credentials, sealed] = await Promise.all([
+        this.secrets.getCredentials(target.clientName, target.client),
+        this.readStored(target),
+      ]);
+      const stored = this.open(target, credentials, sealed);
       if (stored !== undefined && this.isServable(stored) && !this.isDue(stored)) {
         this.remember(target.key, stored);
         return { token: stored, cache: 'table' };
@@ -377,15 +385,25 @@ export class TokenBroker {
   }
 
   private async readShared(target: Target, credentials: ClientCredentials): Promise<CachedToken | undefined> {
-    let stored: Awaited<ReturnType<TokenCache['get']>>;
+    return this.open(target, credentials, await this.readStored(target));
+  }
+
+  private async readStored(target: Target): Promise<StoredToken | undefined> {
     try {
-      stored = await this.cache.get(target.key);
+      return await this.cache.get(target.key);
     } catch (error) {
       this.sharedCacheFailed(target, 'read', error);
       return undefined;
     }
+  }
+
+  /** A token sealed under another secret (rotated since) does not open: it is a miss, as is a revoked one. */
+  private open(
+    target: Target,
+    credentials: ClientCredentials,
+    stored: StoredToken | undefined,
+  ): CachedToken | undefined {
     if (stored === undefined || stored.format !== sealFormat) return undefined;
-    // A token sealed under another secret (rotated since) does not open: it is a miss.
     const token = unseal(this.sealingKey(credentials), target.key, stored.sealed);
     return token === undefined || this.isRevoked(target.clientName, token) ? undefined : token;
   }

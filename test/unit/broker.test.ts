@@ -427,4 +427,45 @@ describe('TokenBroker', () => {
       assert.equal(secrets.refreshes, 0);
     });
   });
+
+  describe('invalidation', () => {
+    it('drops the client tokens from memory and the table, and fetches anew', async () => {
+      const { broker, cache, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      await broker.getToken({ client: 'plain' });
+      assert.deepEqual(await broker.invalidate('bwell'), { dropped: 1 });
+      assert.deepEqual([...cache.items.keys()], ['plain#']);
+      const again = await broker.getToken({ client: 'bwell' });
+      assert.equal(again.cache, 'fetched');
+      assert.equal((await broker.getToken({ client: 'plain' })).cache, 'memory');
+      assert.equal(endpoint.calls, 3);
+    });
+
+    it('makes other containers drop their copies within the revocation check interval, off the caller path', async () => {
+      const { broker, newBroker, clock, cache, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      await newBroker().invalidate('bwell');
+      clock.advance(29_000);
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+      assert.equal(cache.revocationReads, 0, 'no revocation look within the first interval');
+      clock.advance(2_000);
+      // This answer still comes from memory: the look happens in the background.
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(cache.revocationReads, 1);
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'fetched');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('refuses to invalidate an unknown client', async () => {
+      const { broker } = setup();
+      await rejectsWith(broker.invalidate('nobody'), 'unknown_client');
+    });
+
+    it('reports a table that cannot drop the tokens as unavailable', async () => {
+      const { broker, cache } = setup();
+      cache.failing = true;
+      await rejectsWith(broker.invalidate('bwell'), 'unavailable');
+    });
+  });
 });
