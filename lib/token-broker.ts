@@ -156,8 +156,9 @@ export class TokenBroker extends Construct {
         banner: esmRequireBanner,
         minify: true,
         sourceMap: true,
-        // Stack traces still map to file:line, without shipping the sources: the map shrinks from 4.8 MB to
-        // 1.6 MB, and --enable-source-maps reads it at every cold start.
+        // The map ships beside the bundle, without the sources (4.8 MB → 1.6 MB), to decode a minified stack
+        // trace offline. It is not loaded at run time: --enable-source-maps measured 159 ms against 143 ms for
+        // importing the handler (median of 21, Node 22.23), and the broker logs error codes, not stack traces.
         sourcesContent: false,
         /*
          * The AWS SDK is bundled, not taken from the runtime. Measured with esbuild 0.28 on Node 22.23: both
@@ -380,8 +381,6 @@ export class TokenBroker extends Construct {
       );
     }
     return {
-      // NodejsFunction does not set it: without it the shipped source map is never read.
-      NODE_OPTIONS: '--enable-source-maps',
       [environmentVariables.tableName]: this.table.tableName,
       [environmentVariables.clients]: json,
       ...(refreshWindowSeconds === undefined

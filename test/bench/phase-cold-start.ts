@@ -136,7 +136,6 @@ export async function runColdStart(): Promise<Figure[]> {
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       // What the stack sets (lib/token-broker.ts), with this bench's table and registry (the cold client only).
-      NODE_OPTIONS: '--enable-source-maps',
       [environmentVariables.tableName]: setup.tableName,
       [environmentVariables.clients]: JSON.stringify({ cold: setup.registry.cold }),
       AWS_REGION: 'us-east-1',
@@ -208,7 +207,7 @@ export async function runColdStart(): Promise<Figure[]> {
       {
         id: '5b',
         title: `cold start: import the bundle + first cached answer, fresh process (median of ${runs})`,
-        command: `NODE_OPTIONS=--enable-source-maps node --input-type=module -e '<import index.mjs; await handler(event)>'  (${count(runs)} runs of ${command})`,
+        command: `node --input-type=module -e '<import index.mjs; await handler(event)>'  (${count(runs)} runs of ${command})`,
         details: [
           `import + first answer ${ms(totalMs)} (import ${ms(importMs)}, first answer ${ms(firstMs)}); ` +
             `range ${ms(totals[0] ?? Number.NaN)} – ${ms(totals[totals.length - 1] ?? Number.NaN)}`,

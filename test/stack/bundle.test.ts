@@ -61,7 +61,6 @@ describe('the synthesized function asset (real bundling)', () => {
     const result = spawnSync(
       process.execPath,
       [
-        '--enable-source-maps',
         '--input-type=module',
         '-e',
         `const m = await import(${JSON.stringify(bundle)}); console.log(typeof m.handler);`,

@@ -98,7 +98,8 @@ describe('the function', () => {
     const variables = fn?.Properties.Environment.Variables as Record<string, unknown>;
     assert.deepEqual(JSON.parse(variables[environmentVariables.clients] as string), shippedContext.clients);
     assert.deepEqual(variables[environmentVariables.tableName], { Ref: tableId });
-    assert.equal(variables.NODE_OPTIONS, '--enable-source-maps');
+    // Source maps are shipped for offline decoding, not loaded at cold start.
+    assert.equal(variables.NODE_OPTIONS, undefined);
     assert.equal(variables[environmentVariables.refreshWindowSeconds], undefined);
   });
 
