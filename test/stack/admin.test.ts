@@ -1,67 +1,24 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { App, type Stack } from 'aws-cdk-lib';
+import type { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ConfigError } from '../../lambdas/core/config.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { adminAliasOf } from '../../lambdas/entry/invoke.js';
-import { parseTokenBrokerContext } from '../../lib/context.js';
-import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+import { account, apiPolicy, bwell, list, logicalIdOf, type Statement, synth as synthStack } from './support.js';
 
 /*
  * The administrative side of the broker (issue #6): DELETE /clients/{client}/token and the admin alias
  * <client>_admin, each granted separately from fetching a token.
  */
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
-const shipped = cdkJson.context.tokenBroker;
-const bwell = shipped.clients.bwell;
-const account = '111111111111';
-const env = { account, region: 'us-east-1' };
 const twoClients = { clients: { bwell, 'acme-labs': { ...bwell } } };
 
-type Json = Record<string, unknown>;
-interface Statement {
-  Sid?: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: unknown;
-  Principal?: unknown;
-  Condition?: Json;
-}
-
-function synth(tokenBroker: unknown = twoClients) {
-  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
-  const stack = new TokenBrokerStack(app, 'TokenBroker', { config: parseTokenBrokerContext(tokenBroker), env });
-  return {
-    stack,
-    broker: stack.broker,
-    // Synthesizes on first use only: grant tests add constructs first.
-    get template() {
-      return Template.fromStack(stack);
-    },
-  };
-}
-
-function logicalIdOf(template: Template, type: string, predicate: (props: Json) => boolean = () => true): string {
-  const ids = Object.entries(template.findResources(type))
-    .filter(([, r]) => predicate(r.Properties ?? {}))
-    .map(([id]) => id);
-  assert.equal(ids.length, 1, `expected one ${type}, found ${ids.length}`);
-  return ids[0] as string;
-}
+const synth = (tokenBroker: unknown = twoClients) => synthStack(tokenBroker);
 
 const aliasId = (template: Template, name: string) =>
   logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === name);
-
-const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
-
-function apiPolicy(template: Template): Statement[] {
-  const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0];
-  return api?.Properties.Policy.Statement as Statement[];
-}
 
 /** The API resource policy's Allow entries as "principal action resource" lines (merged statements split). */
 function routeGrants(template: Template): string[] {

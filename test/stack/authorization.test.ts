@@ -8,48 +8,22 @@ import { ConfigError } from '../../lambdas/core/config.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { TokenBroker } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+import {
+  account,
+  apiPolicy,
+  bwell,
+  cdkJson,
+  list,
+  logicalIdOf,
+  type Statement,
+  shipped,
+  synth as synthStack,
+} from './support.js';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
-const shipped = cdkJson.context.tokenBroker;
-const bwell = shipped.clients.bwell;
-const account = '111111111111';
-const env = { account, region: 'us-east-1' };
 const keyArn = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const acmeSecretArn = 'arn:aws:secretsmanager:eu-west-1:222222222222:secret:acme/labs-AbCdEf';
 
-type Json = Record<string, unknown>;
-interface Statement {
-  Sid?: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: unknown;
-  Principal?: unknown;
-  Condition?: Json;
-}
-
-function synth(tokenBroker: unknown = shipped) {
-  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
-  const stack = new TokenBrokerStack(app, 'TokenBroker', { config: parseTokenBrokerContext(tokenBroker), env });
-  return {
-    app,
-    stack,
-    broker: stack.broker,
-    // Synthesizes on first use only: grant tests add constructs first.
-    get template() {
-      return Template.fromStack(stack);
-    },
-  };
-}
-
-function logicalIdOf(template: Template, type: string, predicate: (props: Json) => boolean = () => true): string {
-  const ids = Object.entries(template.findResources(type))
-    .filter(([, r]) => predicate(r.Properties ?? {}))
-    .map(([id]) => id);
-  assert.equal(ids.length, 1, `expected one ${type}, found ${ids.length}`);
-  return ids[0] as string;
-}
-
-const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
+const synth = (tokenBroker: unknown = shipped) => synthStack(tokenBroker);
 
 /**
  * Every permission the function's role holds, as "Effect action resource [condition]" lines: the policies
@@ -82,11 +56,6 @@ function rolePermissions(template: Template, stack: Stack): string[] {
     }
   }
   return lines.sort();
-}
-
-function apiPolicy(template: Template): Statement[] {
-  const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0];
-  return api?.Properties.Policy.Statement as Statement[];
 }
 
 describe("the function role's permissions, exactly", () => {
