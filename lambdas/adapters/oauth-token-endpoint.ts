@@ -14,14 +14,12 @@ import type {
 import { type Traced, untraced } from './observability.js';
 import {
   createResilientFetch,
-  fetchDefaults,
   type ResilientFetchOptions,
   ResponseTooLargeError,
   UpstreamTimeoutError,
 } from './resilient-fetch.js';
 
 export const defaultDiscoveryMaxAgeMs = 60 * 60_000;
-export const defaultUpstreamBudgetMs = fetchDefaults.budgetMs;
 /** Longer than any access token a sane server issues for client credentials; anything above is nonsense. */
 export const maxExpiresInSeconds = 31 * 24 * 3600;
 

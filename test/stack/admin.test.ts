@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ConfigError } from '../../lambdas/core/config.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { adminAliasOf } from '../../lambdas/entry/invoke.js';
-import { account, apiPolicy, bwell, list, logicalIdOf, type Statement, synth as synthStack } from './support.js';
+import { account, apiPolicy, bwell, callerStatements, list, logicalIdOf, synth as synthStack } from './support.js';
 
 /*
  * The administrative side of the broker (issue #6): DELETE /clients/{client}/token and the admin alias
@@ -135,13 +134,6 @@ describe('grantInvalidate', () => {
     const { stack, broker } = synth();
     const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
     return { stack, broker, caller };
-  }
-
-  function callerStatements(template: Template, stack: Stack): Statement[] {
-    const roleId = logicalIdOf(template, 'AWS::IAM::Role', (p) => JSON.stringify(p).includes(':root'));
-    return Object.values(template.findResources('AWS::IAM::Policy'))
-      .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
-      .flatMap((p) => stack.resolve(p.Properties.PolicyDocument.Statement) as Statement[]);
   }
 
   it('in-app role: an identity policy with DELETE on that route and invoke on that admin alias, nothing else', () => {

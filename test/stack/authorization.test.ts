@@ -12,6 +12,7 @@ import {
   account,
   apiPolicy,
   bwell,
+  callerStatements,
   cdkJson,
   list,
   logicalIdOf,
@@ -228,13 +229,6 @@ describe('per-client grants', () => {
     const { stack, broker } = synth(tokenBroker);
     const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
     return { stack, broker, caller };
-  }
-
-  function callerStatements(template: Template, stack: Stack): Statement[] {
-    const roleId = logicalIdOf(template, 'AWS::IAM::Role', (p) => JSON.stringify(p).includes(':root'));
-    return Object.values(template.findResources('AWS::IAM::Policy'))
-      .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
-      .flatMap((p) => stack.resolve(p.Properties.PolicyDocument.Statement) as Statement[]);
   }
 
   it('grantFetchToken: execute-api:Invoke on that client POST route of the stage, nothing else', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { App } from 'aws-cdk-lib';
+import { App, type Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
@@ -53,4 +53,12 @@ export const list = (value: string | string[]) => (Array.isArray(value) ? value 
 export function apiPolicy(template: Template): Statement[] {
   const api = Object.values(template.findResources('AWS::ApiGateway::RestApi'))[0];
   return api?.Properties.Policy.Statement as Statement[];
+}
+
+/** The identity-policy statements attached to the test's caller role (the one assumed by the account root). */
+export function callerStatements(template: Template, stack: Stack): Statement[] {
+  const roleId = logicalIdOf(template, 'AWS::IAM::Role', (p) => JSON.stringify(p).includes(':root'));
+  return Object.values(template.findResources('AWS::IAM::Policy'))
+    .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
+    .flatMap((p) => stack.resolve(p.Properties.PolicyDocument.Statement) as Statement[]);
 }
