@@ -22,6 +22,8 @@ import { generateTlsMaterial, writeTlsMaterial } from './support/tls-material.js
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const defaultFiles = ['test/**/*.test.ts'];
+// The slowest test (a real synth with bundling, under load) takes well under a minute.
+const testTimeoutMs = 180_000;
 
 function childEnvironment(tlsDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
@@ -70,6 +72,8 @@ async function main(): Promise<number> {
       'tsx',
       '--test',
       '--test-concurrency=2',
+      // A test or hook that hangs fails with its name after this long, instead of stalling CI.
+      `--test-timeout=${testTimeoutMs}`,
       ...nodeFlags,
       ...(files.length > 0 ? files : defaultFiles),
     ];

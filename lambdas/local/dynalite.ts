@@ -35,7 +35,9 @@ export async function startDynalite(): Promise<LocalDynamo> {
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
-        server.closeIdleConnections();
+        // Not only the idle ones: a request still in flight (a background revocation check, say) would
+        // otherwise keep its keep-alive socket, and with it close(), open.
+        server.closeAllConnections();
       }),
   };
 }
