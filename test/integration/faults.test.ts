@@ -110,12 +110,13 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       ok(await container.http(client));
       harness.proxy.reset();
       harness.proxy.next('token', { status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '1' } });
+      const pauses = container.clock.sleeps.length;
       const { value, ms } = await timed(() => container.http(client, writeScope));
       ok(value);
       assert.equal(harness.proxy.received('token'), 2);
       assert.equal(harness.proxy.forwarded('token'), 1);
       assert.ok(ms >= 950, `waited the Retry-After second (took ${Math.round(ms)} ms)`);
-      assert.ok(ms < 2 * upstreamBudgetMs, `and not much more (took ${Math.round(ms)} ms)`);
+      assert.deepEqual(container.clock.sleeps.slice(pauses), [1000], 'one pause, exactly the Retry-After');
     });
 
     faultTest('retries a 429 with Retry-After: 0 at once', async () => {
@@ -128,10 +129,9 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
     faultTest('does not retry a 429 whose Retry-After exceeds the budget: 502 upstream_error', async () => {
       const container = harness.newContainer();
       harness.proxy.next('token', { status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '30' } });
-      const { value, ms } = await timed(() => container.http(harness.coldClient()));
-      refused(value, 502, 'upstream_error');
+      refused(await container.http(harness.coldClient()), 502, 'upstream_error');
       assert.equal(harness.proxy.received('token'), 1);
-      assert.ok(ms < 1000, `answered without waiting (took ${Math.round(ms)} ms)`);
+      assert.deepEqual(container.clock.sleeps, [], 'answered without pausing for the Retry-After');
     });
 
     faultTest('does not retry a 400: exactly one token request, 502 upstream_error', async () => {
@@ -161,12 +161,12 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       // Prime discovery, so that the broker's upstream latency measures the token request alone.
       ok(await container.http(client));
       harness.proxy.always('token', 'hang');
-      const { value, ms } = await timed(() => container.http(client, writeScope));
-      refused(value, 504, 'upstream_timeout');
+      const attempts = harness.proxy.received('token');
+      refused(await container.http(client, writeScope), 504, 'upstream_timeout');
       const upstreamMs = container.metrics.latencies.at(-1) ?? Number.NaN;
       assert.ok(upstreamMs >= upstreamBudgetMs - 50, `waited for the budget (${Math.round(upstreamMs)} ms)`);
-      assert.ok(upstreamMs < upstreamBudgetMs + 250, `and gave up when it ran out (${Math.round(upstreamMs)} ms)`);
-      assert.ok(ms < 2 * upstreamBudgetMs, `the caller was answered soon after (took ${Math.round(ms)} ms)`);
+      // The first attempt's timeout is the whole budget: it gave up then, with no attempt beyond it.
+      assert.equal(harness.proxy.received('token'), attempts + 1, 'one attempt, no retry past the budget');
     });
 
     faultTest('retries a connection reset and answers with the token of the next attempt', async () => {

@@ -30,7 +30,10 @@ export class ShiftedClock implements Clock {
   advance(ms: number): void {
     this.offset += ms;
   }
+  /** Every pause the broker took (backoff, Retry-After, lease polling), so tests can assert what it waited for. */
+  readonly sleeps: number[] = [];
   sleep(ms: number): Promise<void> {
+    this.sleeps.push(ms);
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 }
