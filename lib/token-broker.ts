@@ -14,6 +14,7 @@ import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
 import { environmentVariables } from '../lambdas/entry/environment.js';
 import { adminAliasOf } from '../lambdas/entry/invoke.js';
+import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -26,13 +27,6 @@ export const stageName = 'v1';
  * POST fetches the client's token, DELETE drops its cached tokens: two IAM resources, granted separately.
  */
 export const tokenPath = (clientName: string) => `/clients/${clientName}/token`;
-
-/**
- * An ESM bundle that contains CommonJS code (the AWS SDK, Powertools) needs a real `require`:
- * without it the SDK fails at load with "Dynamic require of node:https is not supported".
- */
-export const esmRequireBanner =
-  "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
 
 /*
  * Memory, chosen by measurement: the production bundle (1.1 MB), Node 22.23 on a 2-vCPU x86 machine, a fresh
@@ -136,7 +130,7 @@ export class TokenBroker extends Construct {
     this.grantFunctionRole();
 
     this.fn = new NodejsFunction(this, 'Function', {
-      entry: `${repoRoot}lambdas/entry/lambda-handler.ts`,
+      entry: `${repoRoot}${lambdaBundle.entry}`,
       handler: 'handler',
       projectRoot: repoRoot,
       depsLockFilePath: `${repoRoot}package-lock.json`,
@@ -150,16 +144,14 @@ export class TokenBroker extends Construct {
       description: 'OAuth2 client-credentials token broker',
       environment: this.functionEnvironment(props.refreshWindowSeconds),
       bundling: {
+        // Every option comes from lib/lambda-bundle.ts, which the cold-start benchmark bundles with too.
         format: OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        banner: esmRequireBanner,
-        minify: true,
-        sourceMap: true,
-        // The map ships beside the bundle, without the sources (4.8 MB → 1.6 MB), to decode a minified stack
-        // trace offline. It is not loaded at run time: --enable-source-maps measured 159 ms against 143 ms for
-        // importing the handler (median of 21, Node 22.23), and the broker logs error codes, not stack traces.
-        sourcesContent: false,
+        target: lambdaBundle.target,
+        mainFields: [...lambdaBundle.mainFields],
+        banner: lambdaBundle.banner,
+        minify: lambdaBundle.minify,
+        sourceMap: lambdaBundle.sourceMap,
+        sourcesContent: lambdaBundle.sourcesContent,
         /*
          * The AWS SDK is bundled, not taken from the runtime. Measured with esbuild 0.28 on Node 22.23: both
          * bundles built with these options, then a fresh `node --enable-source-maps -e "await import(...)"`
@@ -173,6 +165,10 @@ export class TokenBroker extends Construct {
          * the function runs the SDK version the tests ran, not whatever the runtime ships.
          */
         externalModules: [],
+        // Relative alias paths resolve against projectRoot, where NodejsFunction runs esbuild.
+        esbuildArgs: Object.fromEntries(
+          Object.entries(lambdaBundle.aliases).map(([from, to]) => [`--alias:${from}`, to]),
+        ),
         forceDockerBundling: false,
       },
     });

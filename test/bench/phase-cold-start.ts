@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { esbuildOptions, lambdaBundle } from '../../lib/lambda-bundle.js';
 import { functionArn, phaseCommand, print, repoRoot, scaled, setup, tokenEvent, tokenRequests } from './child.js';
 import { newContainer } from './container.js';
 import { shellQuote, track } from './processes.js';
@@ -19,8 +20,6 @@ import { summarizeColdStartProfile } from './profile.js';
 import type { Figure } from './protocol.js';
 import { bytes, count, median, ms } from './stats.js';
 
-/** lib/token-broker.ts `esmRequireBanner` (not imported: that module loads aws-cdk-lib). Checked below. */
-const esmRequireBanner = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
 const coldStartTargetMs = 150;
 
 interface ColdRun {
@@ -97,24 +96,8 @@ export async function runColdStart(): Promise<Figure[]> {
   try {
     print('cold start: bundling lambdas/entry/lambda-handler.ts with esbuild...');
     const bundle = join(outdir, 'index.mjs');
-    const built = await build({
-      absWorkingDir: repoRoot,
-      entryPoints: [join(repoRoot, 'lambdas/entry/lambda-handler.ts')],
-      outfile: bundle,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node22',
-      mainFields: ['module', 'main'],
-      minify: true,
-      sourcemap: true,
-      sourcesContent: false,
-      banner: { js: esmRequireBanner },
-      metafile: true,
-      logLevel: 'warning',
-    });
-    const stackSource = await readFile(join(repoRoot, 'lib/token-broker.ts'), 'utf8');
-    const bannerMatches = stackSource.includes(JSON.stringify(esmRequireBanner));
+    // lib/lambda-bundle.ts: the options the stack's NodejsFunction bundles with, through esbuild's API.
+    const built = await build({ ...esbuildOptions(repoRoot, lambdaBundle.entry, bundle), metafile: true });
     const code = await readFile(bundle);
     const map = await readFile(`${bundle}.map`);
     const zipped = deflateRawSync(code, { level: 9 }).length + deflateRawSync(map, { level: 9 }).length;
@@ -180,9 +163,13 @@ export async function runColdStart(): Promise<Figure[]> {
     const wallMs = median(results.map((run) => run.wallMs));
     const totals = results.map((run) => run.importMs + run.firstMs).sort((a, b) => a - b);
 
-    const esbuildCommand =
-      'npx esbuild --bundle lambdas/entry/lambda-handler.ts --platform=node --format=esm --target=node22 ' +
-      `--main-fields=module,main --minify --sourcemap --sources-content=false --outfile=index.mjs ${shellQuote(`--banner:js=${esmRequireBanner}`)}`;
+    const esbuildCommand = [
+      `npx esbuild --bundle ${lambdaBundle.entry} --platform=node --format=${lambdaBundle.format}`,
+      `--target=${lambdaBundle.target} --main-fields=${lambdaBundle.mainFields.join(',')} --minify --sourcemap`,
+      '--sources-content=false --outfile=index.mjs',
+      shellQuote(`--banner:js=${lambdaBundle.banner}`),
+      ...Object.entries(lambdaBundle.aliases).map(([from, to]) => `--alias:${from}=${to}`),
+    ].join(' ');
     return [
       {
         id: '5a',
@@ -191,9 +178,7 @@ export async function runColdStart(): Promise<Figure[]> {
         details: [
           `index.mjs ${bytes(code.length)}, index.mjs.map ${bytes(map.length)}; deflated (≈ the asset zip) ${bytes(zipped)}`,
           `largest parts of index.mjs: ${largest.map(([name, size]) => `${name} ${bytes(size)}`).join(', ')}`,
-          bannerMatches
-            ? 'options as lib/token-broker.ts bundles it (banner checked against its esmRequireBanner)'
-            : 'WARNING: lib/token-broker.ts no longer contains this banner: the bundle may differ from the deployed one',
+          "options from lib/lambda-bundle.ts, which the stack's NodejsFunction bundles with",
         ],
         summary: `${bytes(code.length)} (${bytes(zipped)} deflated)`,
         data: {
@@ -201,7 +186,7 @@ export async function runColdStart(): Promise<Figure[]> {
           sourceMapBytes: map.length,
           deflatedBytes: zipped,
           largestInputs: Object.fromEntries(largest),
-          bannerMatchesStack: bannerMatches,
+          aliases: lambdaBundle.aliases,
         },
       },
       {

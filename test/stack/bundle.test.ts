@@ -1,17 +1,91 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
+import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
+import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
-import { esmRequireBanner } from '../../lib/token-broker.js';
+import { esmRequireBanner } from '../../lib/lambda-bundle.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
+import { lambdaContext } from '../support/lambda-context.js';
+import { assertNoLeak } from '../support/logs.js';
+import { type SecretsManagerStandIn, startSecretsManagerStandIn } from '../support/secrets-manager.js';
+import { loadTestTls } from '../support/tls.js';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const handlerEntry = new URL('../../lambdas/entry/lambda-handler.ts', import.meta.url);
+
+interface BundleRun {
+  answer: { statusCode: number; body: string };
+  /** What the process wrote to stdout and stderr: the handler's log lines. */
+  output: string;
+}
+
+/** Runs in a fresh process (ESM, no TypeScript loader), as a Lambda container does: import, one invocation. */
+const invokeBundleCode = `
+import { writeSync } from 'node:fs';
+const { handler } = await import(process.env.TEST_BUNDLE_URL);
+const context = { ...JSON.parse(process.env.TEST_CONTEXT), getRemainingTimeInMillis: () => 15000 };
+const answer = await handler(JSON.parse(process.env.TEST_EVENT), context);
+writeSync(3, JSON.stringify(answer));
+process.exit(0);
+`;
+
+/** One invocation of the bundle in a new process: asynchronous, so that servers in this process can answer it. */
+function invokeBundle(bundle: string, env: NodeJS.ProcessEnv, event: unknown): Promise<BundleRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', invokeBundleCode], {
+      env: {
+        ...env,
+        TEST_BUNDLE_URL: pathToFileURL(bundle).href,
+        TEST_EVENT: JSON.stringify(event),
+        TEST_CONTEXT: JSON.stringify(lambdaContext()),
+      },
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let result = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    const channel = child.stdio[3];
+    if (channel === null || channel === undefined || !('setEncoding' in channel)) {
+      reject(new Error('no result channel to the bundle process'));
+      return;
+    }
+    channel.setEncoding('utf8').on('data', (chunk: string) => {
+      result += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0 || result === '') reject(new Error(`the bundle process exited with ${code}:\n${output}`));
+      else resolve({ answer: JSON.parse(result), output });
+    });
+  });
+}
+
+/** The audit line (`token served`) the handler logged, parsed. */
+function servedLine(output: string): Record<string, unknown> {
+  const line = output
+    .split('\n')
+    .filter((text) => text.startsWith('{'))
+    .map((text) => JSON.parse(text) as Record<string, unknown>)
+    .find((entry) => entry.message === 'token served');
+  assert.ok(line !== undefined, `no "token served" line in:\n${output}`);
+  return line;
+}
 
 /**
  * The one real synth of the suite: bundling on (local esbuild, no Docker), into a temporary outdir.
@@ -78,5 +152,102 @@ describe('the synthesized function asset (real bundling)', () => {
     );
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stdout.trim(), 'function');
+  });
+
+  it('takes node:http and node:https without their ES module facades, and leaves out what Lambda never runs', () => {
+    const code = readFileSync(bundle, 'utf8');
+    // lib/lambda-bundle.ts: the facade of node:http loads Node's undici for its WebSocket getters.
+    assert.doesNotMatch(code, /from\s*"node:https?"/);
+    assert.match(code, /getBuiltinModule\("node:http"\)/);
+    assert.match(code, /getBuiltinModule\("node:https"\)/);
+    const absent = {
+      'the STS client of the web-identity provider': 'AssumeRoleWithWebIdentity',
+      'the SSO client': 'GetRoleCredentials',
+      'the credential_process provider': 'credential_process',
+      semver: 'SEMVER_SPEC_VERSION',
+    };
+    for (const [part, marker] of Object.entries(absent)) {
+      assert.ok(!code.includes(marker), `${part} is not bundled (found ${marker})`);
+    }
+  });
+
+  describe('serving tokens: DynamoDB, Secrets Manager and an identity provider over TLS, all local', () => {
+    const tableName = 'token-broker-bundle-test';
+    const secretName = 'token-broker/bundle';
+    const oidcClient: LocalSecretClient = {
+      clientId: 'bundle-id',
+      clientSecret: randomBytes(24).toString('base64url'),
+      authMethod: 'client_secret_post',
+      scopes: ['system/*.read'],
+    };
+    let oidc: LocalOidcServer;
+    let dynamo: LocalDynamo;
+    let secretsManager: SecretsManagerStandIn;
+    let env: NodeJS.ProcessEnv;
+    const request = apiGatewayEvent({
+      method: 'POST',
+      path: '/clients/bundled/token',
+      callerArn: 'arn:aws:iam::000000000000:role/bundle-test-caller',
+    });
+
+    before(async () => {
+      const { key, cert } = loadTestTls();
+      oidc = await startOidcServer({ clients: [oidcClient], tls: { key, cert } });
+      dynamo = await startDynalite();
+      await createTokenTable(dynamo.endpoint, tableName);
+      secretsManager = await startSecretsManagerStandIn();
+      secretsManager.putSecret(
+        secretName,
+        JSON.stringify({ client_id: oidcClient.clientId, client_secret: oidcClient.clientSecret }),
+      );
+      env = {
+        // NODE_EXTRA_CA_CERTS (the test CA) and PATH come from the test runner.
+        ...process.env,
+        // Credentials as Lambda provides them: in the environment. No profile: the bundle has no profile reader.
+        AWS_PROFILE: undefined,
+        AWS_ACCESS_KEY_ID: 'test',
+        AWS_SECRET_ACCESS_KEY: 'test',
+        AWS_SESSION_TOKEN: 'test-session',
+        AWS_REGION: 'us-east-1',
+        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
+        [environmentVariables.tableName]: tableName,
+        [environmentVariables.clients]: JSON.stringify({
+          bundled: {
+            wellKnownUrl: oidc.wellKnownUrl,
+            secretName,
+            scopes: ['system/*.read'],
+            defaultScope: 'system/*.read',
+            authMethod: 'client_secret_post',
+          },
+        }),
+      };
+    });
+    after(async () => {
+      await Promise.all([oidc?.close(), dynamo?.close(), secretsManager?.close()]);
+    });
+
+    it('fetches a token on a miss, and a fresh process then serves it from the table', async () => {
+      const tokenRequests = oidc.tokenRequests();
+      const secretReads = secretsManager.getSecretValueCalls();
+
+      const miss = await invokeBundle(bundle, env, request);
+      assert.equal(miss.answer.statusCode, 200, miss.answer.body);
+      const token = JSON.parse(miss.answer.body) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(token).sort(), ['access_token', 'expires_in', 'scope', 'token_type']);
+      assert.equal(token.scope, 'system/*.read');
+      assert.equal(oidc.tokenRequests() - tokenRequests, 1, 'one token-endpoint call');
+      assert.equal(servedLine(miss.output).cache, 'fetched');
+
+      const hit = await invokeBundle(bundle, env, request);
+      assert.equal(hit.answer.statusCode, 200, hit.answer.body);
+      assert.equal((JSON.parse(hit.answer.body) as Record<string, unknown>).access_token, token.access_token);
+      assert.equal(oidc.tokenRequests() - tokenRequests, 1, 'no second token-endpoint call');
+      assert.equal(servedLine(hit.output).cache, 'table');
+      // Each fresh process reads the secret once: the table's token is sealed with a key derived from it.
+      assert.equal(secretsManager.getSecretValueCalls() - secretReads, 2);
+
+      assertNoLeak(miss.output + hit.output, [oidcClient.clientSecret, String(token.access_token)]);
+    });
   });
 });
