@@ -65,3 +65,60 @@ export function describeLoop(result: LoopResult, noun = 'requests'): string {
   if (result.unexpected > 0) text += ` — ${result.unexpected} unexpected outcomes: ${JSON.stringify(result.outcomes)}`;
   return text;
 }
+
+export interface AlternatingOptions {
+  rounds: number;
+  /** Unmeasured rounds first. */
+  warmupRounds: number;
+  perRound: { a: number; b: number };
+  /** Wall-clock limit for all rounds together. */
+  limitMs: number;
+  expected: { a: string; b: string };
+}
+
+/**
+ * Two kinds of request measured in alternating blocks (a block of `a`, a block of `b`, round after round), so
+ * that both see the same machine: on a shared machine speed drifts over seconds, and two loops run minutes apart
+ * would compare the drift as much as the requests.
+ */
+export async function alternating(
+  options: AlternatingOptions,
+  runA: (index: number) => Promise<Sample>,
+  runB: (index: number) => Promise<Sample>,
+): Promise<{ a: LoopResult; b: LoopResult }> {
+  const started = performance.now();
+  const deadline = started + options.limitMs;
+  const sides = {
+    a: { run: runA, samples: [] as number[], outcomes: {} as Record<string, number>, unexpected: 0, done: 0 },
+    b: { run: runB, samples: [] as number[], outcomes: {} as Record<string, number>, unexpected: 0, done: 0 },
+  };
+  const totalRounds = options.warmupRounds + options.rounds;
+  for (let round = 0; round < totalRounds && performance.now() < deadline; round++) {
+    const measured = round >= options.warmupRounds;
+    for (const name of ['a', 'b'] as const) {
+      const side = sides[name];
+      for (let i = 0; i < options.perRound[name]; i++) {
+        const sample = await side.run(side.done++);
+        if (!measured) continue;
+        side.samples.push(sample.ms);
+        side.outcomes[sample.outcome] = (side.outcomes[sample.outcome] ?? 0) + 1;
+        if (sample.outcome !== options.expected[name]) side.unexpected += 1;
+      }
+    }
+  }
+  const wallMs = performance.now() - started;
+  const result = (name: 'a' | 'b'): LoopResult => {
+    const side = sides[name];
+    const requested = options.rounds * options.perRound[name];
+    return {
+      latency: distribution(side.samples),
+      outcomes: side.outcomes,
+      unexpected: side.unexpected,
+      stoppedEarly: side.samples.length < requested,
+      requested,
+      warmup: options.warmupRounds * options.perRound[name],
+      wallMs,
+    };
+  };
+  return { a: result('a'), b: result('b') };
+}
