@@ -23,12 +23,17 @@ const phases: { label: string; matches: (frame: ProfileNode['callFrame']) => boo
     matches: (f) => f.functionName === 'compileSourceTextModule',
   },
   {
-    label: "ESM facades of Node built-ins (import … from 'node:http' loads Node's undici)",
+    // node:http's facade would load Node's undici (its WebSocket getters): lib/lambda-bundle.ts keeps it out.
+    label: 'ESM facades of Node built-ins',
     matches: (f) => f.functionName === 'getESMFacade',
   },
   {
     label: 'reading the source map (--enable-source-maps)',
     matches: (f) => f.functionName === 'maybeCacheSourceMap',
+  },
+  {
+    label: "loading Node's undici",
+    matches: (f) => f.url === 'node:internal/deps/undici/undici',
   },
   {
     label: "evaluating the bundle's top level",
