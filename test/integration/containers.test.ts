@@ -5,13 +5,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import type { LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { type ContainerRun, runContainers } from '../support/containers.js';
+import { type LocalParts, startLocalParts } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
-import { type SecretsManagerStandIn, startSecretsManagerStandIn } from '../support/secrets-manager.js';
-import { loadTestTls } from '../support/tls.js';
 
 const tableName = 'token-broker-containers-test';
 const secretName = 'token-broker/containers';
@@ -25,40 +22,7 @@ const oidcClient: LocalSecretClient = {
   scopes: ['system/*.read'],
 };
 
-let oidc: LocalOidcServer;
-let dynamo: LocalDynamo;
-let secretsManager: SecretsManagerStandIn;
-let workerEnv: Record<string, string | undefined>;
-
-async function startParts(): Promise<void> {
-  const { key, cert } = loadTestTls();
-  oidc = await startOidcServer({ clients: [oidcClient], tls: { key, cert } });
-  dynamo = await startDynalite();
-  await createTokenTable(dynamo.endpoint, tableName);
-  secretsManager = await startSecretsManagerStandIn();
-  secretsManager.putSecret(
-    secretName,
-    JSON.stringify({ client_id: oidcClient.clientId, client_secret: oidcClient.clientSecret }),
-  );
-  const client = {
-    wellKnownUrl: oidc.wellKnownUrl,
-    secretName,
-    scopes: ['system/*.read'],
-    defaultScope: 'system/*.read',
-    authMethod: 'client_secret_post',
-  };
-  workerEnv = {
-    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-    AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    AWS_SESSION_TOKEN: undefined,
-    AWS_REGION: 'us-east-1',
-    [environmentVariables.tableName]: tableName,
-    // A key per test, so that every run starts cold.
-    [environmentVariables.clients]: JSON.stringify({ 'cold-burst': client }),
-  };
-}
+let parts: LocalParts;
 
 describe(`${count} containers × ${requestsEach} concurrent requests for one cold key`, () => {
   let runs: ContainerRun[];
@@ -66,15 +30,15 @@ describe(`${count} containers × ${requestsEach} concurrent requests for one col
   let secretReads: number;
 
   before(async () => {
-    await startParts();
-    const tokenRequestsBefore = oidc.tokenRequests();
-    const secretReadsBefore = secretsManager.getSecretValueCalls();
-    runs = await runContainers({ count, requestsEach, client: 'cold-burst', env: workerEnv });
-    tokenRequests = oidc.tokenRequests() - tokenRequestsBefore;
-    secretReads = secretsManager.getSecretValueCalls() - secretReadsBefore;
+    parts = await startLocalParts({ tableName, secretName, clientName: 'cold-burst', client: oidcClient });
+    const tokenRequestsBefore = parts.oidc.tokenRequests();
+    const secretReadsBefore = parts.secretsManager.getSecretValueCalls();
+    runs = await runContainers({ count, requestsEach, client: 'cold-burst', env: parts.env });
+    tokenRequests = parts.oidc.tokenRequests() - tokenRequestsBefore;
+    secretReads = parts.secretsManager.getSecretValueCalls() - secretReadsBefore;
   });
   after(async () => {
-    await Promise.all([oidc?.close(), dynamo?.close(), secretsManager?.close()]);
+    await parts?.close();
   });
 
   const summary = () =>

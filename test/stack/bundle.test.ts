@@ -9,15 +9,13 @@ import { pathToFileURL } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
-import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import type { LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { esmRequireBanner } from '../../lib/lambda-bundle.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import { lambdaContext } from '../support/lambda-context.js';
+import { type LocalParts, startLocalParts } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
-import { type SecretsManagerStandIn, startSecretsManagerStandIn } from '../support/secrets-manager.js';
-import { loadTestTls } from '../support/tls.js';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const handlerEntry = new URL('../../lambdas/entry/lambda-handler.ts', import.meta.url);
@@ -180,9 +178,7 @@ describe('the synthesized function asset (real bundling)', () => {
       authMethod: 'client_secret_post',
       scopes: ['system/*.read'],
     };
-    let oidc: LocalOidcServer;
-    let dynamo: LocalDynamo;
-    let secretsManager: SecretsManagerStandIn;
+    let parts: LocalParts;
     let env: NodeJS.ProcessEnv;
     const request = apiGatewayEvent({
       method: 'POST',
@@ -191,43 +187,17 @@ describe('the synthesized function asset (real bundling)', () => {
     });
 
     before(async () => {
-      const { key, cert } = loadTestTls();
-      oidc = await startOidcServer({ clients: [oidcClient], tls: { key, cert } });
-      dynamo = await startDynalite();
-      await createTokenTable(dynamo.endpoint, tableName);
-      secretsManager = await startSecretsManagerStandIn();
-      secretsManager.putSecret(
-        secretName,
-        JSON.stringify({ client_id: oidcClient.clientId, client_secret: oidcClient.clientSecret }),
-      );
-      env = {
-        // NODE_EXTRA_CA_CERTS (the test CA) and PATH come from the test runner.
-        ...process.env,
-        // Credentials as Lambda provides them: in the environment. No profile: the bundle has no profile reader.
-        AWS_PROFILE: undefined,
-        AWS_ACCESS_KEY_ID: 'test',
-        AWS_SECRET_ACCESS_KEY: 'test',
-        AWS_SESSION_TOKEN: 'test-session',
-        AWS_REGION: 'us-east-1',
-        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-        AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
-        [environmentVariables.tableName]: tableName,
-        [environmentVariables.clients]: JSON.stringify({
-          bundled: {
-            wellKnownUrl: oidc.wellKnownUrl,
-            secretName,
-            scopes: ['system/*.read'],
-            defaultScope: 'system/*.read',
-            authMethod: 'client_secret_post',
-          },
-        }),
-      };
+      parts = await startLocalParts({ tableName, secretName, clientName: 'bundled', client: oidcClient });
+      // NODE_EXTRA_CA_CERTS (the test CA) and PATH come from the test runner. Credentials as Lambda provides them,
+      // in the environment, and no profile: the bundle has no profile reader.
+      env = { ...process.env, ...parts.env, AWS_PROFILE: undefined, AWS_SESSION_TOKEN: 'test-session' };
     });
     after(async () => {
-      await Promise.all([oidc?.close(), dynamo?.close(), secretsManager?.close()]);
+      await parts?.close();
     });
 
     it('fetches a token on a miss, and a fresh process then serves it from the table', async () => {
+      const { oidc, secretsManager } = parts;
       const tokenRequests = oidc.tokenRequests();
       const secretReads = secretsManager.getSecretValueCalls();
 
