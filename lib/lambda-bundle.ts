@@ -34,7 +34,6 @@ export const lambdaBundle = {
    */
   aliases: {
     'node:http': './lambdas/bundle/node-http.ts',
-    'node:https': './lambdas/bundle/node-https.ts',
     '@aws-sdk/credential-provider-ini': unbundledCredentialProviders,
     '@aws-sdk/credential-provider-sso': unbundledCredentialProviders,
     '@aws-sdk/credential-provider-process': unbundledCredentialProviders,
