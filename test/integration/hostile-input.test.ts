@@ -18,7 +18,7 @@
  * { seed, path })`).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import fc from 'fast-check';
 import type { ClientConfig } from '../../lambdas/core/config.js';
@@ -1198,6 +1198,16 @@ function assertUpstreamBounded(): void {
   );
 }
 
+/**
+ * After a property run: the tally goes into the test report, the run must have generated both kinds of case
+ * (`bothKinds` names them), and the token endpoint must not have seen more calls than valid requests allow.
+ */
+function concludeRun(t: TestContext, tally: Tally, bothKinds: string): void {
+  t.diagnostic(describeTally(tally));
+  assert.ok(tally.served > 0 && tally.refused.size > 0, `${bothKinds} were both generated`);
+  assertUpstreamBounded();
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The properties
 // ---------------------------------------------------------------------------------------------------------
@@ -1231,9 +1241,7 @@ describe('hostile input (issue #4), property-based', () => {
       ),
       { numRuns, includeErrorInReport: true },
     );
-    t.diagnostic(describeTally(tally));
-    assert.ok(tally.served > 0 && tally.refused.size > 0, 'valid and hostile requests were both generated');
-    assertUpstreamBounded();
+    concludeRun(t, tally, 'valid and hostile requests');
   });
 
   it('answers HTTP path tricks, wrong methods, missing callers and content types with a 4xx or an allowed token', async (t) => {
@@ -1262,9 +1270,7 @@ describe('hostile input (issue #4), property-based', () => {
       ),
       { numRuns, includeErrorInReport: true },
     );
-    t.diagnostic(describeTally(tally));
-    assert.ok(tally.served > 0 && tally.refused.size > 0, 'valid and hostile requests were both generated');
-    assertUpstreamBounded();
+    concludeRun(t, tally, 'valid and hostile requests');
   });
 
   it('answers any direct invocation with a token of its alias’s client or throws an error named by a 4xx code', async (t) => {
@@ -1285,9 +1291,7 @@ describe('hostile input (issue #4), property-based', () => {
       }),
       { numRuns, includeErrorInReport: true },
     );
-    t.diagnostic(describeTally(tally));
-    assert.ok(tally.served > 0 && tally.refused.size > 0, 'valid and hostile invocations were both generated');
-    assertUpstreamBounded();
+    concludeRun(t, tally, 'valid and hostile invocations');
   });
 
   it('never serves a scope the client is not allowed, over HTTP or direct invoke, and serves exactly the allowed set asked for', async (t) => {
@@ -1333,9 +1337,7 @@ describe('hostile input (issue #4), property-based', () => {
       ),
       { numRuns, includeErrorInReport: true },
     );
-    t.diagnostic(describeTally(tally));
-    assert.ok(tally.served > 0 && tally.refused.size > 0, 'allowed and refused scope sets were both generated');
-    assertUpstreamBounded();
+    concludeRun(t, tally, 'allowed and refused scope sets');
   });
 
   it('refuses a direct invocation through a client alias that is shaped like an API Gateway event', async () => {
