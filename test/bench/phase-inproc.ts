@@ -7,7 +7,7 @@ import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import { cacheKeyOf } from '../../lambdas/core/broker.js';
 import { phaseCommand, print, scaled, setup, tokenEvent, tokenRequests } from './child.js';
 import { type Answer, type Container, newContainer, SharedSdkClients } from './container.js';
-import { alternating, describeLoop, type LoopResult, sequential } from './loop.js';
+import { alternating, describeLoop, type LoopResult, type Sample, sequential } from './loop.js';
 import type { Figure, JsonValue } from './protocol.js';
 import { count, type Distribution, distribution, ms, ratio, rounded, spread } from './stats.js';
 import { TimeSplit } from './time-split.js';
@@ -68,7 +68,7 @@ function signed(value: number): string {
 }
 
 /** The loop's sample for one answer; measured answers (past the warm-up) also go into `split`. */
-function sampled(answer: Answer, split: TimeSplit, measured: boolean): { ms: number; outcome: string } {
+function sampled(answer: Answer, split: TimeSplit, measured: boolean): Sample {
   if (measured) split.add(answer);
   return { ms: answer.elapsedMs, outcome: answer.outcome ?? `error ${answer.error}` };
 }
@@ -125,7 +125,7 @@ export async function runInProcess(): Promise<InProcessResults> {
     client_secret: setup.credentials.clientSecret,
     scope: 'bench.read',
   }).toString();
-  const fetchDirect = async (): Promise<{ ms: number; outcome: string }> => {
+  const fetchDirect = async (): Promise<Sample> => {
     const started = performance.now();
     const response = await fetch(setup.oidc.main.tokenEndpoint, {
       method: 'POST',
@@ -137,7 +137,7 @@ export async function runInProcess(): Promise<InProcessResults> {
     const elapsed = performance.now() - started;
     return { ms: elapsed, outcome: typeof body.access_token === 'string' ? String(response.status) : 'no token' };
   };
-  const hitBroker = async (): Promise<{ ms: number; outcome: string }> => {
+  const hitBroker = async (): Promise<Sample> => {
     const answer = await warm.request(memoryEvent);
     return { ms: answer.elapsedMs, outcome: answer.outcome ?? `error ${answer.error}` };
   };
