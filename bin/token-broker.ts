@@ -2,13 +2,15 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../lambdas/core/config.js';
 import { contextKey, parseTokenBrokerContext } from '../lib/context.js';
-import { TokenBrokerStack } from '../lib/token-broker-stack.js';
+import { defaultStackName, TokenBrokerStack } from '../lib/token-broker-stack.js';
 
 const app = new App();
 
 try {
-  new TokenBrokerStack(app, 'TokenBroker', {
-    config: parseTokenBrokerContext(app.node.tryGetContext(contextKey)),
+  const config = parseTokenBrokerContext(app.node.tryGetContext(contextKey));
+  // The stack name is the deployment's identity: another name is another, independent broker in the account.
+  new TokenBrokerStack(app, config.stackName ?? defaultStackName, {
+    config,
     description: 'token-broker: OAuth2 client-credentials tokens for IAM callers',
     // Environment-agnostic unless the CLI's profile provides one; no lookups are made either way.
     env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

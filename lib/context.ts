@@ -16,6 +16,18 @@ export interface TokenBrokerContext {
   refreshWindowSeconds?: number;
   /** A standard SNS topic, in the stack's region, that gets every alarm's ALARM and OK notifications. */
   alarmTopicArn?: string;
+  /** The CloudFormation stack name; distinct names let several deployments share an account. @default TokenBroker */
+  stackName?: string;
+  /** The API's stage, the first segment of every route. @default v1 */
+  stage?: string;
+  /** Stage throttling across all clients. @default 50 requests/s, burst 100 */
+  throttle?: { rateLimit: number; burstLimit: number };
+  /** Time for one whole token exchange (discovery, token request, retries), in milliseconds. @default 5000 */
+  upstreamBudgetMs?: number;
+  /** Renewal starts a fifth of a token's lifetime before expiry, at most this many seconds. @default 300 */
+  refreshAheadMaxSeconds?: number;
+  /** How long the function reuses a client secret before reading it again. @default 300 */
+  secretMaxAgeSeconds?: number;
 }
 
 const knownFields = new Set([
@@ -25,11 +37,21 @@ const knownFields = new Set([
   'vpcEndpointIds',
   'refreshWindowSeconds',
   'alarmTopicArn',
+  'stackName',
+  'stage',
+  'throttle',
+  'upstreamBudgetMs',
+  'refreshAheadMaxSeconds',
+  'secretMaxAgeSeconds',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
 export const vpcEndpointIdPattern = /^vpce-[0-9a-f]{8,17}$/;
 // A standard topic: CloudWatch alarm actions cannot publish to a FIFO topic.
+// CloudFormation's rule for stack names.
+export const stackNamePattern = /^[A-Za-z][A-Za-z0-9-]{0,127}$/;
+// API Gateway stage names: letters, digits, hyphens and underscores.
+export const stageNamePattern = /^[A-Za-z0-9_-]{1,128}$/;
 export const snsTopicArnPattern = /^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
 const header = 'invalid token broker configuration:';
 
@@ -96,6 +118,13 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     problems.push(`${contextKey}.alarmTopicArn: must be the ARN of a standard (not FIFO) SNS topic`);
   }
 
+  const stackName = namedBy(raw, 'stackName', stackNamePattern, 'a CloudFormation stack name', problems);
+  const stage = namedBy(raw, 'stage', stageNamePattern, 'an API Gateway stage name', problems);
+  const throttle = throttleOf(raw.throttle, problems);
+  const upstreamBudgetMs = wholeNumberOf(raw, 'upstreamBudgetMs', 1, problems);
+  const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
+  const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
+
   let clients: ClientRegistry | undefined;
   try {
     clients = parseClientRegistry(raw.clients);
@@ -114,5 +143,60 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(vpcEndpointIds === undefined ? {} : { vpcEndpointIds }),
     ...(typeof window === 'number' ? { refreshWindowSeconds: window } : {}),
     ...(typeof alarmTopicArn === 'string' ? { alarmTopicArn } : {}),
+    ...(stackName === undefined ? {} : { stackName }),
+    ...(stage === undefined ? {} : { stage }),
+    ...(throttle === undefined ? {} : { throttle }),
+    ...(upstreamBudgetMs === undefined ? {} : { upstreamBudgetMs }),
+    ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
+    ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
   };
+}
+
+function namedBy(
+  raw: Record<string, unknown>,
+  field: string,
+  pattern: RegExp,
+  what: string,
+  problems: string[],
+): string | undefined {
+  const value = raw[field];
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && pattern.test(value)) return value;
+  problems.push(`${contextKey}.${field}: must be ${what} (${pattern.source})`);
+  return undefined;
+}
+
+function wholeNumberOf(
+  raw: Record<string, unknown>,
+  field: string,
+  minimum: number,
+  problems: string[],
+): number | undefined {
+  const value = raw[field];
+  if (value === undefined) return undefined;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= minimum) return value;
+  problems.push(`${contextKey}.${field}: must be a whole number of at least ${minimum}`);
+  return undefined;
+}
+
+function throttleOf(value: unknown, problems: string[]): TokenBrokerContext['throttle'] {
+  if (value === undefined) return undefined;
+  const at = `${contextKey}.throttle`;
+  if (!isRecord(value)) {
+    problems.push(`${at}: must be an object {"rateLimit", "burstLimit"}`);
+    return undefined;
+  }
+  const before = problems.length;
+  for (const field of Object.keys(value)) {
+    if (field !== 'rateLimit' && field !== 'burstLimit') problems.push(`${at}.${field}: unknown field`);
+  }
+  const { rateLimit, burstLimit } = value;
+  // API Gateway takes a fractional rate (requests per second) but a whole burst bucket.
+  if (typeof rateLimit !== 'number' || !Number.isFinite(rateLimit) || rateLimit <= 0) {
+    problems.push(`${at}.rateLimit: must be a positive number of requests per second`);
+  }
+  if (typeof burstLimit !== 'number' || !Number.isInteger(burstLimit) || burstLimit < 1) {
+    problems.push(`${at}.burstLimit: must be a whole number of at least 1`);
+  }
+  return problems.length === before ? { rateLimit: rateLimit as number, burstLimit: burstLimit as number } : undefined;
 }

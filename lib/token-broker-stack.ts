@@ -5,6 +5,8 @@ import { ConfigError } from '../lambdas/core/config.js';
 import type { TokenBrokerContext } from './context.js';
 import { TokenBroker } from './token-broker.js';
 
+export const defaultStackName = 'TokenBroker';
+
 export interface TokenBrokerStackProps extends StackProps {
   /** The validated `tokenBroker` context (see `parseTokenBrokerContext`). */
   readonly config: TokenBrokerContext;

@@ -1,52 +1,97 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { userInfo } from 'node:os';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyResult, Context } from 'aws-lambda';
+import { ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { SecretSource } from '../core/ports.js';
 import { createBrokerFromEnvironment } from '../entry/compose.js';
 import { createHandler } from '../entry/create-handler.js';
 import { environmentVariables } from '../entry/environment.js';
+import { adminAliasOf, aliasOf } from '../entry/invoke.js';
 import { apiGatewayEvent } from './api-gateway-event.js';
 import { createTokenTable, startDynalite } from './dynalite.js';
+import {
+  credentialsDocument,
+  demoClientName,
+  deploymentRegistry,
+  embeddedClients,
+  embeddedRegistry,
+  localSecretName,
+} from './embedded-clients.js';
+import {
+  isInvokePath,
+  type LambdaApiAnswer,
+  lambdaApiError,
+  localFunctionName,
+  parseInvocation,
+  runInvocation,
+} from './lambda-invoke-api.js';
+import { listenOnLoopback } from './listen.js';
 import { startOidcServer } from './oidc-server.js';
+import { refusalOf } from './request-guard.js';
 import { StaticSecretSource } from './static-secrets.js';
 
 /**
- * `npm start`: the broker on http://127.0.0.1:8787, fed API Gateway-shaped events by a plain HTTP server.
- * By default everything is embedded (dynalite in memory, a local OpenID provider, a generated client
- * secret); with --aws it uses the real table, Secrets Manager and identity providers of the account.
+ * `npm start`: the broker on http://127.0.0.1:8787, fed API Gateway-shaped events by a plain HTTP server, and
+ * the Lambda Invoke API on the same port (function `token-broker-local`, an alias per client).
+ * By default everything is embedded: dynalite in memory, a local OpenID provider, and the clients of cdk.json
+ * (or TOKEN_BROKER_CLIENTS) plus `demo`, registered there with credentials generated at start. With --aws it
+ * uses the real table, Secrets Manager and identity providers of the account.
+ * TOKEN_BROKER_LOCAL_CREDENTIALS_FILE, when set, is where the generated credentials are written (mode 0600).
  */
-const port = Number(process.env.PORT ?? 8787);
 const useAws = process.argv.includes('--aws');
+const startCommand = useAws ? 'npm run start:aws' : 'npm start';
+const requestedPort = parsePort(process.env.PORT);
 const maxBodyBytes = 64 * 1024;
+const cdkJsonUrl = new URL('../../cdk.json', import.meta.url);
 // Powertools reads the level from POWERTOOLS_LOG_LEVEL / AWS_LAMBDA_LOG_LEVEL.
 const logger = new Logger({ serviceName: 'token-broker' });
 
-async function embeddedDefaults(): Promise<{ secrets: SecretSource; close: () => Promise<void> }> {
+/** A startup problem is the developer's to fix: one message, no stack trace. */
+function exitWith(message: string): never {
+  process.stderr.write(`token-broker: ${message}\n`);
+  process.exit(1);
+}
+
+function parsePort(value: string | undefined): number {
+  if (value === undefined || value === '') return 8787;
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65_535) exitWith(`PORT must be a port number (0 to 65535), got ${value}`);
+  return port;
+}
+
+interface EmbeddedParts {
+  secrets: SecretSource;
+  clientNames: string[];
+  issuer: string;
+  close: () => Promise<void>;
+}
+
+async function embeddedDefaults(): Promise<EmbeddedParts> {
+  const clients = embeddedClients(deploymentRegistry(process.env[environmentVariables.clients], cdkJsonUrl));
   const dynamo = await startDynalite();
   await createTokenTable(dynamo.endpoint, 'token-broker-local');
-  const demo = { clientId: 'demo', clientSecret: randomBytes(24).toString('base64url') };
-  const oidc = await startOidcServer({
-    clients: [{ ...demo, authMethod: 'client_secret_post', scopes: ['demo.read', 'demo.write'] }],
-  });
+  const oidc = await startOidcServer({ clients: clients.map((client) => client.provider) });
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   process.env.AWS_REGION ??= 'us-east-1';
   process.env.AWS_ACCESS_KEY_ID ??= 'local';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
   process.env[environmentVariables.tableName] = 'token-broker-local';
-  process.env[environmentVariables.clients] = JSON.stringify({
-    demo: {
-      wellKnownUrl: oidc.wellKnownUrl,
-      secretName: 'local/demo',
-      scopes: ['demo.read', 'demo.write'],
-      defaultScope: 'demo.read',
-    },
-  });
+  process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc.wellKnownUrl));
+  const credentialsFile = process.env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE;
+  if (credentialsFile) {
+    writeFileSync(credentialsFile, credentialsDocument(clients, oidc.wellKnownUrl), { mode: 0o600 });
+    // The mode above applies only to a file it creates.
+    chmodSync(credentialsFile, 0o600);
+  }
   return {
-    secrets: new StaticSecretSource(new Map([['local/demo', demo]])),
+    secrets: new StaticSecretSource(
+      new Map(clients.map((client) => [localSecretName(client.name), client.credentials])),
+    ),
+    clientNames: clients.map((client) => client.name),
+    issuer: oidc.issuer,
     close: async () => {
       await Promise.all([oidc.close(), dynamo.close()]);
     },
@@ -56,86 +101,170 @@ async function embeddedDefaults(): Promise<{ secrets: SecretSource; close: () =>
 /** Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the table from TOKEN_BROKER_TABLE. */
 function awsDefaults(): void {
   if (!process.env[environmentVariables.clients]) {
-    const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+    const cdkJson = JSON.parse(readFileSync(cdkJsonUrl, 'utf8'));
     process.env[environmentVariables.clients] = JSON.stringify(cdkJson.context.tokenBroker.clients);
   }
 }
+
+class BodyTooLarge extends Error {}
 
 async function readBody(request: IncomingMessage): Promise<string | null> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
-    if (size > maxBodyBytes) throw new Error('body too large');
+    if (size > maxBodyBytes) throw new BodyTooLarge();
     chunks.push(chunk as Buffer);
   }
   return size === 0 ? null : Buffer.concat(chunks).toString('utf8');
 }
 
-if (useAws) awsDefaults();
-const local = useAws ? undefined : await embeddedDefaults();
-const broker = createBrokerFromEnvironment(process.env, {
-  logger,
-  allowLoopbackHttp: !useAws,
-  ...(local === undefined ? {} : { secrets: local.secrets }),
+const server = createServer((request, response) => {
+  void serve(request, response);
 });
-const handler = createHandler(broker, logger);
+// Bound before anything is started, so a busy port fails at once and alone.
+let port: number;
+try {
+  port = await listenOnLoopback(server, requestedPort);
+} catch (error) {
+  const code = (error as NodeJS.ErrnoException).code;
+  const other = requestedPort === 65_535 ? 8787 : requestedPort + 1;
+  if (code === 'EADDRINUSE') {
+    exitWith(`port ${requestedPort} is already in use (another ${startCommand}?); try PORT=${other} ${startCommand}`);
+  }
+  if (code === 'EACCES') exitWith(`port ${requestedPort} needs privileges; try PORT=8787 ${startCommand}`);
+  throw error;
+}
+
+let local: EmbeddedParts | undefined;
+let handler: ReturnType<typeof createHandler>;
+let clientNames: string[];
+try {
+  if (useAws) awsDefaults();
+  local = useAws ? undefined : await embeddedDefaults();
+  const broker = createBrokerFromEnvironment(process.env, {
+    logger,
+    allowLoopbackHttp: !useAws,
+    ...(local === undefined ? {} : { secrets: local.secrets }),
+  });
+  handler = createHandler(broker, logger);
+  clientNames = Object.keys(
+    parseClientRegistryJson(process.env[environmentVariables.clients], environmentVariables.clients, {
+      allowLoopbackHttp: !useAws,
+    }),
+  );
+} catch (error) {
+  if (error instanceof ConfigError) exitWith(error.message);
+  throw error;
+}
 const callerArn = `arn:aws:iam::000000000000:user/${userInfo().username}`;
 const context = {
   functionName: 'token-broker-local',
-  invokedFunctionArn: 'arn:aws:lambda:local:000000000000:function:token-broker-local',
+  invokedFunctionArn: 'arn:aws:lambda:local:000000000000:function:token-broker-local:api_gateway',
   awsRequestId: 'local',
   memoryLimitInMB: '256',
   getRemainingTimeInMillis: () => 15_000,
 } as Context;
+// The aliases the deployment creates: one per client, one admin alias per client, and API Gateway's.
+const httpAlias = aliasOf(context.invokedFunctionArn);
+const aliases = new Set([
+  ...clientNames.flatMap((name) => [name, adminAliasOf(name)]),
+  ...(httpAlias === undefined ? [] : [httpAlias]),
+]);
 
-const server = createServer(async (request, response) => {
-  let answer: APIGatewayProxyResult;
-  try {
-    const url = new URL(request.url ?? '/', 'http://127.0.0.1');
-    const headers = Object.fromEntries(
-      Object.entries(request.headers).map(([name, value]) => [
-        name,
-        Array.isArray(value) ? value.join(', ') : (value ?? ''),
-      ]),
-    );
-    const event = apiGatewayEvent({
-      method: request.method ?? 'GET',
-      path: url.pathname,
-      headers,
-      body: await readBody(request),
-      callerArn,
-    });
-    answer = (await handler(event, {
-      ...context,
-      awsRequestId: randomBytes(8).toString('hex'),
-    })) as APIGatewayProxyResult;
-  } catch {
-    answer = {
-      statusCode: 413,
-      body: JSON.stringify({
-        error: 'invalid_request',
-        error_description: `the body is larger than ${maxBodyBytes} bytes`,
-      }),
-    };
-  }
-  response.writeHead(answer.statusCode, { 'content-type': 'application/json', ...answer.headers });
+interface Answer {
+  statusCode: number;
+  headers?: Record<string, string | number | boolean>;
+  body: string;
+}
+
+function oauthError(statusCode: number, error: string, description: string, headers: Answer['headers'] = {}): Answer {
+  return { statusCode, headers, body: JSON.stringify({ error, error_description: description }) };
+}
+
+function send(response: ServerResponse, answer: Answer): void {
+  const headers = Object.entries(answer.headers ?? {}).map(([name, value]) => [name, String(value)]);
+  response.writeHead(answer.statusCode, { 'content-type': 'application/json', ...Object.fromEntries(headers) });
   response.end(answer.body);
-});
+}
 
-server.listen(port, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  const mode = useAws ? 'AWS (real table, Secrets Manager and identity providers)' : 'embedded defaults';
-  process.stderr.write(
-    `token-broker listening on http://127.0.0.1:${port} with ${mode}\n` +
-      (useAws ? '' : `try: curl -X POST http://127.0.0.1:${port}/clients/demo/token\n`),
+async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const refusal = refusalOf(request, port);
+  if (refusal !== undefined) {
+    // The body is left unread: close the connection rather than parse what follows as a request.
+    send(response, oauthError(refusal.status, refusal.error, refusal.description, { connection: 'close' }));
+    return;
+  }
+  const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+  const invoke = isInvokePath(url.pathname);
+  let body: string | null;
+  try {
+    body = await readBody(request);
+  } catch {
+    send(
+      response,
+      invoke
+        ? lambdaApiError(413, 'RequestTooLargeException', `Request must be smaller than ${maxBodyBytes} bytes`)
+        : oauthError(413, 'invalid_request', `the body is larger than ${maxBodyBytes} bytes`, { connection: 'close' }),
+    );
+    return;
+  }
+  const requestId = randomBytes(8).toString('hex');
+  let answer: Answer;
+  try {
+    answer = invoke
+      ? await invokeFunction(request, url, body, requestId)
+      : await httpRequest(request, url, body, requestId);
+  } catch {
+    answer = oauthError(500, 'server_error', 'the local server failed to run the handler');
+  }
+  send(response, answer);
+}
+
+async function httpRequest(request: IncomingMessage, url: URL, body: string | null, requestId: string) {
+  const headers = Object.fromEntries(
+    Object.entries(request.headers).map(([name, value]) => [
+      name,
+      Array.isArray(value) ? value.join(', ') : (value ?? ''),
+    ]),
   );
-});
+  const event = apiGatewayEvent({ method: request.method ?? 'GET', path: url.pathname, headers, body, callerArn });
+  return (await handler(event, { ...context, awsRequestId: requestId })) as APIGatewayProxyResult;
+}
+
+async function invokeFunction(
+  request: IncomingMessage,
+  url: URL,
+  body: string | null,
+  requestId: string,
+): Promise<LambdaApiAnswer> {
+  const invocationType = request.headersDistinct['x-amz-invocation-type']?.[0];
+  const parsed = parseInvocation({ method: request.method ?? 'GET', url, body, invocationType }, aliases);
+  if ('refused' in parsed) return parsed.refused;
+  return runInvocation(
+    parsed.invocation,
+    (event, invokedFunctionArn) => handler(event, { ...context, invokedFunctionArn, awsRequestId: requestId }),
+    requestId,
+  );
+}
+
+const base = `http://127.0.0.1:${port}`;
+const example = clientNames.includes(demoClientName) ? demoClientName : (clientNames[0] ?? 'bwell');
+const mode = useAws ? 'AWS (real table, Secrets Manager and identity providers)' : 'embedded defaults';
+const banner = [
+  `token-broker listening on ${base} with ${mode}`,
+  local === undefined
+    ? `clients: ${clientNames.join(', ')}`
+    : `clients: ${clientNames.join(', ')} (credentials generated at start; OpenID provider ${local.issuer})`,
+  `Lambda Invoke API at ${base}: function ${localFunctionName}, one alias per client`,
+  ...(useAws ? [] : [`try: curl -X POST ${base}/clients/${example}/token`]),
+];
+process.stderr.write(`${banner.join('\n')}\n`);
 
 const stop = () => {
   server.close();
-  void local?.close().finally(() => process.exit(0));
-  if (local === undefined) process.exit(0);
+  server.closeAllConnections();
+  void (local?.close() ?? Promise.resolve()).finally(() => process.exit(0));
 };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
+import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import {
   type BenchSetup,
@@ -18,7 +19,8 @@ import {
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const callerArn = 'arn:aws:iam::123456789012:role/bench-caller';
-export const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
+/** The function as API Gateway invokes it: through its own alias, the only one that serves HTTP events. */
+export const apiGatewayInvokedArn = `arn:aws:lambda:us-east-1:123456789012:function:token-broker:${apiGatewayAliasName}`;
 
 function readSetup(): BenchSetup {
   const raw = process.env.BENCH_SETUP;
@@ -95,7 +97,7 @@ export function lambdaContext(): Context {
   return {
     functionName: 'token-broker',
     functionVersion: '$LATEST',
-    invokedFunctionArn: functionArn,
+    invokedFunctionArn: apiGatewayInvokedArn,
     memoryLimitInMB: '512',
     awsRequestId: randomBytes(8).toString('hex'),
     logGroupName: '/aws/lambda/token-broker',

@@ -13,7 +13,16 @@ import { deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { esbuildOptions, lambdaBundle } from '../../lib/lambda-bundle.js';
-import { functionArn, phaseCommand, print, repoRoot, scaled, setup, tokenEvent, tokenRequests } from './child.js';
+import {
+  apiGatewayInvokedArn,
+  phaseCommand,
+  print,
+  repoRoot,
+  scaled,
+  setup,
+  tokenEvent,
+  tokenRequests,
+} from './child.js';
 import { newContainer } from './container.js';
 import { shellQuote, track } from './processes.js';
 import { summarizeColdStartProfile } from './profile.js';
@@ -131,7 +140,7 @@ export async function runColdStart(): Promise<Figure[]> {
       BENCH_CONTEXT: JSON.stringify({
         functionName: 'token-broker',
         functionVersion: '$LATEST',
-        invokedFunctionArn: functionArn,
+        invokedFunctionArn: apiGatewayInvokedArn,
         memoryLimitInMB: '512',
         awsRequestId: 'cold-start',
         logGroupName: '/aws/lambda/token-broker',

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { createTokenBrokerClient, isTokenBrokerError, TokenBrokerError } from '../../lambdas/client/index.js';
+import { createTokenBrokerClient, isTokenBrokerError, TokenBrokerError } from '@token-broker/client';
 
 const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'test-secret' };
 const secretToken = 'eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl';

@@ -6,7 +6,7 @@ import {
   createTokenBrokerClient,
   type TokenBrokerClientOptions,
   TokenBrokerError,
-} from '../../lambdas/client/index.js';
+} from '@token-broker/client';
 import { assertNoLeak } from '../support/logs.js';
 import {
   closedPort,

@@ -7,7 +7,7 @@ import {
   LambdaClient,
   ResourceNotFoundException,
 } from '@aws-sdk/client-lambda';
-import { createTokenBrokerClient, TokenBrokerError } from '../../lambdas/client/index.js';
+import { createTokenBrokerClient, TokenBrokerError } from '@token-broker/client';
 import { type BrokerHarness, functionArn, startBrokerHarness } from '../support/broker-harness.js';
 
 const functionName = 'token-broker';

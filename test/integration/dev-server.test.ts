@@ -1,73 +1,346 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { InvokeCommand, LambdaClient, ResourceNotFoundException } from '@aws-sdk/client-lambda';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
+import {
+  type DevServerProcess,
+  devServerPath,
+  rawRequest,
+  runScript,
+  startDevServerProcess,
+} from '../support/dev-server-process.js';
 import { assertNoLeak } from '../support/logs.js';
 
-const devServer = fileURLToPath(new URL('../../lambdas/local/dev-server.ts', import.meta.url));
-let child: ChildProcess;
-let baseUrl: string;
-let output = '';
+const functionName = 'token-broker-local';
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-/** The child's log lines arrive on a pipe, possibly after its HTTP answer. */
-async function outputMatching(pattern: RegExp): Promise<void> {
-  for (let waited = 0; !pattern.test(output) && waited < 5_000; waited += 20) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  assert.match(output, pattern);
+interface CdkClient {
+  scopes: string[];
+  defaultScope?: string;
+  authMethod?: string;
+}
+const cdkJson = JSON.parse(await readFile(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
+  context: { tokenBroker: { clients: Record<string, CdkClient> } };
+};
+const cdkClients = cdkJson.context.tokenBroker.clients;
+const cdkClientName = Object.keys(cdkClients)[0] ?? 'bwell';
+
+interface CredentialsDocument {
+  wellKnownUrl: string;
+  clients: Record<string, { client_id: string; client_secret?: string; private_key_jwk?: { d?: string } }>;
+}
+
+/** Every secret value of the dev server's generated credentials: client secrets and private key parts. */
+function secretsOf(document: CredentialsDocument): string[] {
+  return Object.values(document.clients).flatMap((client) =>
+    [client.client_secret, client.private_key_jwk?.d].filter((value): value is string => value !== undefined),
+  );
+}
+
+function lambdaClientFor(server: DevServerProcess): LambdaClient {
+  return new LambdaClient({
+    endpoint: server.baseUrl,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 1,
+  });
+}
+
+function payload(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+function decoded(bytes: Uint8Array | undefined): Record<string, unknown> {
+  assert.ok(bytes !== undefined, 'the invocation returned a payload');
+  return JSON.parse(decoder.decode(bytes)) as Record<string, unknown>;
 }
 
 describe('npm start: the local dev server on embedded defaults', () => {
+  let server: DevServerProcess;
+  let lambda: LambdaClient;
+  let workDir: string;
+  let credentialsFile: string;
+  const servedTokens: string[] = [];
+
   before(async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', devServer], {
-      env: { ...process.env, PORT: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (chunk) => {
-      output += chunk;
-    });
-    baseUrl = await new Promise<string>((resolve, reject) => {
-      child.stderr?.on('data', (chunk) => {
-        output += chunk;
-        const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-        if (match?.[1]) resolve(match[1]);
-      });
-      child.once('exit', (code) => reject(new Error(`dev server exited with ${code}: ${output}`)));
-    });
+    workDir = await mkdtemp(join(tmpdir(), 'dev-server-test-'));
+    credentialsFile = join(workDir, 'credentials.json');
+    server = await startDevServerProcess({ TOKEN_BROKER_LOCAL_CREDENTIALS_FILE: credentialsFile });
+    lambda = lambdaClientFor(server);
   });
 
   after(async () => {
-    child.kill('SIGTERM');
-    if (child.exitCode === null) await once(child, 'exit');
+    lambda?.destroy();
+    await server?.close();
+    await rm(workDir, { recursive: true, force: true });
   });
 
+  /**
+   * Proves a refused request never reached the broker: the broker logs every request it handles, naming the
+   * client, before it answers. Once a later request's log line has arrived, the refused one's would have too.
+   */
+  async function assertNeverReachedBroker(refusedClient: string): Promise<void> {
+    const sentinel = `sentinel-${randomBytes(6).toString('hex')}`;
+    const answer = await fetch(`${server.baseUrl}/clients/${sentinel}/token`, { method: 'POST' });
+    assert.equal(answer.status, 404);
+    await server.outputMatching(new RegExp(`"client":"${sentinel}"`));
+    assert.ok(!server.output().includes(refusedClient), 'the refused request reached the broker');
+  }
+
   it('answers POST /clients/demo/token with a token and no AWS account', async () => {
-    const response = await fetch(`${baseUrl}/clients/demo/token`, { method: 'POST' });
+    const response = await fetch(`${server.baseUrl}/clients/demo/token`, { method: 'POST' });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('cache-control'), 'no-store');
     const token = (await response.json()) as Record<string, unknown>;
     assert.deepEqual(Object.keys(token).sort(), ['access_token', 'expires_in', 'scope', 'token_type']);
     assert.equal(token.scope, 'demo.read');
+    servedTokens.push(token.access_token as string);
 
-    const again = (await (await fetch(`${baseUrl}/clients/demo/token`, { method: 'POST' })).json()) as Record<
+    const again = (await (await fetch(`${server.baseUrl}/clients/demo/token`, { method: 'POST' })).json()) as Record<
       string,
       unknown
     >;
     assert.equal(again.access_token, token.access_token);
-    await outputMatching(/"cache":"memory"/);
-    assertNoLeak(output, [token.access_token as string]);
+    await server.outputMatching(/"cache":"memory"/);
+    assertNoLeak(server.output(), [token.access_token as string]);
   });
 
   it('answers bad requests with OAuth-style errors', async () => {
-    const refused = await fetch(`${baseUrl}/clients/demo/token`, {
+    const refused = await fetch(`${server.baseUrl}/clients/demo/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ scope: 'admin' }),
     });
     assert.equal(refused.status, 400);
     assert.equal(((await refused.json()) as { error: string }).error, 'invalid_scope');
-    const unknown = await fetch(`${baseUrl}/clients/nobody/token`, { method: 'POST' });
+    const unknown = await fetch(`${server.baseUrl}/clients/nobody/token`, { method: 'POST' });
     assert.equal(unknown.status, 404);
+  });
+
+  it('serves the clients of cdk.json from the embedded provider with credentials generated at start', async () => {
+    const response = await fetch(`${server.baseUrl}/clients/${cdkClientName}/token`, { method: 'POST' });
+    assert.equal(response.status, 200);
+    const token = (await response.json()) as Record<string, unknown>;
+    assert.equal(token.scope, cdkClients[cdkClientName]?.defaultScope);
+    servedTokens.push(token.access_token as string);
+
+    const credentials = JSON.parse(await readFile(credentialsFile, 'utf8')) as CredentialsDocument;
+    assert.deepEqual(
+      Object.keys(credentials.clients).sort(),
+      [...new Set(['demo', ...Object.keys(cdkClients)])].sort(),
+    );
+    assert.match(credentials.wellKnownUrl, /^http:\/\/localhost:\d+\/\.well-known\/openid-configuration$/);
+    const secrets = secretsOf(credentials);
+    assert.equal(new Set(secrets).size, Object.keys(credentials.clients).length, 'one distinct secret per client');
+    assert.equal((await stat(credentialsFile)).mode & 0o777, 0o600);
+  });
+
+  it("invokes a client's alias through the Lambda Invoke API with the SDK's InvokeCommand", async () => {
+    const overHttp = (await (
+      await fetch(`${server.baseUrl}/clients/${cdkClientName}/token`, { method: 'POST' })
+    ).json()) as Record<string, unknown>;
+
+    const output = await lambda.send(
+      new InvokeCommand({
+        FunctionName: functionName,
+        Qualifier: cdkClientName,
+        Payload: payload({ client: cdkClientName }),
+      }),
+    );
+    assert.equal(output.StatusCode, 200);
+    assert.equal(output.FunctionError, undefined);
+    assert.equal(output.ExecutedVersion, '$LATEST');
+    const token = decoded(output.Payload);
+    // The same broker behind both entry points: the token cached by the HTTP request is served.
+    assert.equal(token.access_token, overHttp.access_token);
+    servedTokens.push(token.access_token as string);
+    await server.outputMatching(
+      new RegExp(`"invokedAs":"arn:aws:lambda:local:000000000000:function:${functionName}:${cdkClientName}"`),
+    );
+
+    const qualifiedByName = await lambda.send(
+      new InvokeCommand({
+        FunctionName: `${functionName}:${cdkClientName}`,
+        Payload: payload({ client: cdkClientName }),
+      }),
+    );
+    assert.equal(qualifiedByName.FunctionError, undefined);
+    assert.equal(decoded(qualifiedByName.Payload).access_token, overHttp.access_token);
+  });
+
+  it("reports a refusal through another client's alias as a function error with errorType access_denied", async () => {
+    const output = await lambda.send(
+      new InvokeCommand({ FunctionName: functionName, Qualifier: 'demo', Payload: payload({ client: cdkClientName }) }),
+    );
+    assert.equal(output.StatusCode, 200);
+    assert.equal(output.FunctionError, 'Unhandled');
+    const error = decoded(output.Payload);
+    assert.equal(error.errorType, 'access_denied');
+    assert.match(String(error.errorMessage), /alias demo does not serve client/);
+  });
+
+  it('answers an unknown function or alias with ResourceNotFoundException, as Lambda does', async () => {
+    for (const target of [
+      { FunctionName: 'some-other-function', Qualifier: cdkClientName },
+      { FunctionName: functionName, Qualifier: 'not-a-client' },
+    ]) {
+      await assert.rejects(
+        lambda.send(new InvokeCommand({ ...target, Payload: payload({ client: cdkClientName }) })),
+        (error: unknown) => {
+          assert.ok(error instanceof ResourceNotFoundException, `expected ResourceNotFoundException, got ${error}`);
+          assert.equal(error.$metadata.httpStatusCode, 404);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('refuses a request for any Host but 127.0.0.1 or localhost on its port, before the broker', async () => {
+    const refusedClient = `refused-${randomBytes(6).toString('hex')}`;
+    const answer = await rawRequest(server.port, {
+      method: 'POST',
+      path: `/clients/${refusedClient}/token`,
+      headers: [['Host', `evil.example:${server.port}`]],
+    });
+    assert.equal(answer.status, 403);
+    assert.equal((JSON.parse(answer.body) as { error: string }).error, 'access_denied');
+    await assertNeverReachedBroker(refusedClient);
+
+    const asLocalhost = await rawRequest(server.port, {
+      method: 'POST',
+      path: '/clients/demo/token',
+      headers: [['Host', `localhost:${server.port}`]],
+    });
+    assert.equal(asLocalhost.status, 200);
+  });
+
+  it('refuses a request carrying an Origin header, before the broker', async () => {
+    const refusedClient = `refused-${randomBytes(6).toString('hex')}`;
+    const answer = await rawRequest(server.port, {
+      method: 'POST',
+      path: `/clients/${refusedClient}/token`,
+      headers: [
+        ['Host', `127.0.0.1:${server.port}`],
+        ['Origin', 'http://rebound.example'],
+      ],
+    });
+    assert.equal(answer.status, 403);
+    const body = JSON.parse(answer.body) as { error: string; error_description: string };
+    assert.equal(body.error, 'access_denied');
+    assert.match(body.error_description, /Origin/);
+    await assertNeverReachedBroker(refusedClient);
+  });
+
+  it('refuses a request with two Content-Type headers, before the broker', async () => {
+    const refusedClient = `refused-${randomBytes(6).toString('hex')}`;
+    const answer = await rawRequest(server.port, {
+      method: 'POST',
+      path: `/clients/${refusedClient}/token`,
+      headers: [
+        ['Host', `127.0.0.1:${server.port}`],
+        ['Content-Type', 'application/json'],
+        ['Content-Type', 'text/plain'],
+      ],
+      body: '{"scope":"demo.read"}',
+    });
+    assert.equal(answer.status, 400);
+    const body = JSON.parse(answer.body) as { error: string; error_description: string };
+    assert.equal(body.error, 'invalid_request');
+    assert.match(body.error_description, /Content-Type/);
+    await assertNeverReachedBroker(refusedClient);
+  });
+
+  it('never writes a generated secret or a served token to its log', async () => {
+    const credentials = JSON.parse(await readFile(credentialsFile, 'utf8')) as CredentialsDocument;
+    assert.ok(servedTokens.length >= 3, 'the tests before this one were served tokens');
+    await server.outputMatching(/"channel":"invoke"/);
+    assertNoLeak(server.output(), [...secretsOf(credentials), ...servedTokens]);
+  });
+});
+
+describe('npm start: the registry from TOKEN_BROKER_CLIENTS', () => {
+  const registry = {
+    smart: {
+      wellKnownUrl: 'https://fhir.example.com/.well-known/openid-configuration',
+      secretName: 'token-broker/smart',
+      scopes: ['system/*.read', 'system/*.write'],
+      defaultScope: 'system/*.read',
+      authMethod: 'private_key_jwt',
+    },
+    basic: {
+      wellKnownUrl: 'https://idp.example.com/.well-known/openid-configuration',
+      secretName: 'token-broker/basic',
+      scopes: ['api.read'],
+      defaultScope: 'api.read',
+      authMethod: 'client_secret_basic',
+    },
+  };
+  let server: DevServerProcess;
+  let workDir: string;
+  let credentialsFile: string;
+
+  before(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'dev-server-test-'));
+    credentialsFile = join(workDir, 'credentials.json');
+    server = await startDevServerProcess({
+      TOKEN_BROKER_CLIENTS: JSON.stringify(registry),
+      TOKEN_BROKER_LOCAL_CREDENTIALS_FILE: credentialsFile,
+    });
+  });
+
+  after(async () => {
+    await server?.close();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('gives a private_key_jwt client a generated key pair and registers each client with its auth method', async () => {
+    const tokens: string[] = [];
+    for (const [name, client] of Object.entries(registry)) {
+      const response = await fetch(`${server.baseUrl}/clients/${name}/token`, { method: 'POST' });
+      assert.equal(response.status, 200, `client ${name}`);
+      const token = (await response.json()) as { access_token: string; scope: string };
+      assert.equal(token.scope, client.defaultScope);
+      tokens.push(token.access_token);
+    }
+    const credentials = JSON.parse(await readFile(credentialsFile, 'utf8')) as CredentialsDocument;
+    assert.equal(credentials.clients.smart?.client_secret, undefined);
+    assert.equal(typeof credentials.clients.smart?.private_key_jwk?.d, 'string');
+    assert.equal(typeof credentials.clients.basic?.client_secret, 'string');
+    await server.outputMatching(/"client":"basic"/);
+    assertNoLeak(server.output(), [...secretsOf(credentials), ...tokens]);
+  });
+});
+
+describe('npm start: startup problems', () => {
+  it('exits with one line naming the port and PORT=... when the port is busy', async () => {
+    const occupant = createServer();
+    const port = await listenOnLoopback(occupant);
+    try {
+      const run = await runScript(devServerPath, [], { PORT: String(port) });
+      assert.notEqual(run.code, 0);
+      const lines = run.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line, got: ${run.stderr}`);
+      assert.match(lines[0] ?? '', new RegExp(`port ${port}\\b`));
+      assert.match(lines[0] ?? '', /PORT=\d+/);
+    } finally {
+      occupant.close();
+    }
+  });
+
+  it('refuses to start on an invalid registry, naming the client and the field', async () => {
+    const run = await runScript(devServerPath, [], {
+      PORT: '0',
+      TOKEN_BROKER_CLIENTS: JSON.stringify({ broken: { wellKnownUrl: 'http://idp.example.com/x', scopes: [] } }),
+    });
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /tokenBroker\.clients\.broken\.wellKnownUrl: must be an https URL/);
+    assert.doesNotMatch(run.stderr, /listening on/);
+    assert.doesNotMatch(run.stderr, /^\s+at /m);
   });
 });

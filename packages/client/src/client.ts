@@ -1,7 +1,7 @@
-import { normalizeScope } from '../core/scope.js';
 import { TokenBrokerError } from './errors.js';
 import { createHttpTransport, type HttpTransportOptions } from './http-transport.js';
 import { createLambdaTransport, type LambdaTransportOptions } from './lambda-transport.js';
+import { normalizeScope } from './protocol.js';
 import type { Transport } from './transport.js';
 
 export const defaultRefreshWindowSeconds = 60;

@@ -1,5 +1,5 @@
 /**
- * The caller-side client of token-broker. See docs/client.md.
+ * The caller-side client of token-broker. See docs/client.md in the token-broker repository.
  *
  *   const broker = createTokenBrokerClient({ transport: { kind: 'http', baseUrl, region: 'us-east-1' } });
  *   const { accessToken } = await broker.getToken({ client: 'bwell', scope: 'system/*.read' });
@@ -22,3 +22,4 @@ export {
 } from './errors.js';
 export type { HttpTransportOptions, TokenBrokerCredentials } from './http-transport.js';
 export type { LambdaTransportOptions } from './lambda-transport.js';
+export { type BrokerErrorCode, brokerErrorCodes } from './protocol.js';

@@ -1,4 +1,4 @@
-import { type ErrorCode, errorStatus } from '../core/errors.js';
+import { type BrokerErrorCode, brokerErrorCodes } from './protocol.js';
 
 /**
  * The code of a failure that is not an answer of the broker: the request never reached it, or what came
@@ -10,10 +10,10 @@ import { type ErrorCode, errorStatus } from '../core/errors.js';
 export const transportErrorCode = 'transport_error';
 
 /** Every code a TokenBrokerError can carry: the broker's own codes, and `transport_error`. */
-export type TokenBrokerErrorCode = ErrorCode | typeof transportErrorCode;
+export type TokenBrokerErrorCode = BrokerErrorCode | typeof transportErrorCode;
 
-export function isBrokerErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.hasOwn(errorStatus, value);
+export function isBrokerErrorCode(value: unknown): value is BrokerErrorCode {
+  return typeof value === 'string' && (brokerErrorCodes as readonly string[]).includes(value);
 }
 
 export interface TokenBrokerErrorOptions {
