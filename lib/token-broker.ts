@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
 import { environmentVariables } from '../lambdas/entry/environment.js';
-import { adminAliasOf } from '../lambdas/entry/invoke.js';
+import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
 
@@ -47,6 +47,14 @@ const memorySizeMb = 512;
 const timeout = Duration.seconds(15);
 // Lambda counts all environment variables against 4 KB; the registry is the one that grows.
 const maxRegistryJsonBytes = 3500;
+// API Gateway's limit on a REST API's resource policy, in characters as it stores the policy.
+const maxResourcePolicyChars = 8192;
+/*
+ * API Gateway stores each `execute-api:/…` resource expanded to a full ARN. Counted with a longer partition
+ * and region than any that exist, a 12-digit account and a 10-character API id, so that a policy that fits
+ * here fits in every region.
+ */
+const expandedExecuteApiPrefix = 'arn:aws-us-gov:execute-api:ap-southeast-5:123456789012:abcdefghij/';
 
 export interface ThrottleSettings {
   /** Steady-state requests per second across the stage. */
@@ -59,12 +67,13 @@ export interface TokenBrokerProps {
   /** The client registry (`context.tokenBroker.clients`); validated again here, errors name client and field. */
   readonly clients: ClientRegistry;
   /**
-   * Accounts whose principals may call the API over HTTP. Without this and without `allowedOrgId`,
-   * only the deploying account's. With it, it replaces the deploying account: list that one too if
-   * callers there use HTTP.
+   * The fence around the API: principals of any other account are denied over HTTP. Without this and
+   * without `allowedOrgId`, the deploying account. With it, it replaces the deploying account: list that
+   * one too if callers there use HTTP. It admits nobody by itself: a caller of another account must be
+   * granted a client (`allowedPrincipals`, `adminPrincipals`, or a grant method with its ARN).
    */
   readonly allowedAccounts?: string[];
-  /** An AWS Organizations id whose member accounts may call the API over HTTP. */
+  /** An AWS Organizations id: its member accounts are inside the fence too. It admits nobody by itself either. */
   readonly allowedOrgId?: string;
   /** execute-api interface VPC endpoint ids: the API becomes PRIVATE and only these endpoints reach it. */
   readonly vpcEndpointIds?: string[];
@@ -79,17 +88,19 @@ export interface TokenBrokerProps {
 }
 
 /**
- * The OAuth2 client-credentials token broker: one function behind an IAM-authorized REST API and two
- * Lambda aliases per client (`<client>` for tokens, `<client>_admin` for invalidation), a DynamoDB token
- * cache, and per-client grants that IAM enforces natively: `execute-api:Invoke` on a client's POST (fetch)
- * or DELETE (invalidate) route over HTTP, `lambda:InvokeFunction` on its token or admin alias. Alarms and a
- * dashboard watch it.
+ * The OAuth2 client-credentials token broker: one function behind an IAM-authorized REST API (through the
+ * alias `api_gateway`) and two Lambda aliases per client (`<client>` for tokens, `<client>_admin` for
+ * invalidation), a DynamoDB token cache, and per-client grants that IAM enforces natively:
+ * `execute-api:Invoke` on a client's POST (fetch) or DELETE (invalidate) route over HTTP,
+ * `lambda:InvokeFunction` on its token or admin alias. Alarms and a dashboard watch it.
  */
 export class TokenBroker extends Construct {
   readonly clients: ClientRegistry;
   readonly clientNames: readonly string[];
   readonly table: dynamodb.Table;
   readonly fn: NodejsFunction;
+  /** The alias API Gateway invokes; the handler serves API Gateway's events through it only. */
+  readonly apiGatewayAlias: lambda.Alias;
   readonly role: iam.Role;
   readonly logGroup: logs.LogGroup;
   readonly accessLogGroup: logs.LogGroup;
@@ -172,11 +183,10 @@ export class TokenBroker extends Construct {
         forceDockerBundling: false,
       },
     });
-    Validations.of(this.fn).acknowledge({
-      id: 'Annotation::@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias',
-      reason:
-        "The only permission on the unqualified function is API Gateway's, and API Gateway invokes it " +
-        'unqualified. Direct-invoke grants (grantInvokeForClient) are made on the client aliases.',
+    // Every invoke permission is on an alias: API Gateway's on this one, callers' on the client aliases.
+    this.apiGatewayAlias = new lambda.Alias(this, 'ApiGatewayAlias', {
+      aliasName: apiGatewayAliasName,
+      version: this.fn.currentVersion,
     });
     Validations.of(this.fn).acknowledge({
       id: 'AwsSolutions-L1',
@@ -222,6 +232,8 @@ export class TokenBroker extends Construct {
     });
     this.stage = this.api.deploymentStage;
     this.addResourcePolicy(props);
+    // Grants add to the resource policy after construction, so its size is checked when the app is synthesized.
+    this.node.addValidation({ validate: () => this.checkResourcePolicy() });
     this.addTokenRoute();
     Validations.of(this.stage).acknowledge({
       id: 'AwsSolutions-APIG3',
@@ -454,13 +466,13 @@ export class TokenBroker extends Construct {
   }
 
   /**
-   * Who may reach the API at all; which client they may fetch is decided by IAM per route.
+   * Who may reach the API at all. The fence is made of Deny statements only; it admits nobody by itself:
    * - Deny every principal outside the admitted accounts / organization (the deploying account by default).
-   * - Allow the admitted other accounts and org members: cross-account calls need the API's consent, and
-   *   each caller's own identity policy still limits it to the routes (clients) it was granted. The
-   *   deploying account is excluded from these allows so that its principals, too, get only what their
-   *   identity policies (grantFetchToken) grant, not the whole API.
    * - PRIVATE: deny every request that does not arrive through one of the configured VPC endpoints.
+   * The only Allow statements are the grants of principals known by ARN (config principals and
+   * grantFetchToken / grantInvalidate), each on exactly its client's route. An account-wide Allow would hand
+   * every client to any role of that account holding `execute-api:Invoke` on `*` (AdministratorAccess does).
+   * Principals of this app get identity policies instead and are not named here.
    */
   private addResourcePolicy(props: TokenBrokerProps): void {
     const stack = Stack.of(this);
@@ -480,33 +492,6 @@ export class TokenBroker extends Construct {
         conditions: { StringNotEquals: outsideAdmitted },
       }),
     );
-    if (props.allowedAccounts !== undefined) {
-      this.api.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'AllowAdmittedAccounts',
-          effect: iam.Effect.ALLOW,
-          principals: props.allowedAccounts.map((account) => new iam.AccountPrincipal(account)),
-          actions: ['execute-api:Invoke'],
-          resources: [everything],
-          conditions: { StringNotEquals: { 'aws:PrincipalAccount': stack.account } },
-        }),
-      );
-    }
-    if (props.allowedOrgId !== undefined) {
-      this.api.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'AllowAdmittedOrganization',
-          effect: iam.Effect.ALLOW,
-          principals: [new iam.AnyPrincipal()],
-          actions: ['execute-api:Invoke'],
-          resources: [everything],
-          conditions: {
-            StringEquals: { 'aws:PrincipalOrgID': props.allowedOrgId },
-            StringNotEquals: { 'aws:PrincipalAccount': stack.account },
-          },
-        }),
-      );
-    }
     if (props.vpcEndpointIds !== undefined) {
       this.api.addToResourcePolicy(
         new iam.PolicyStatement({
@@ -519,6 +504,33 @@ export class TokenBroker extends Construct {
         }),
       );
     }
+  }
+
+  /** The resource policy as synthesized: every route Allow names its principals, and it fits API Gateway's limit. */
+  private checkResourcePolicy(): string[] {
+    const cfnApi = this.api.node.defaultChild as apigateway.CfnRestApi;
+    const policy = Stack.of(this).resolve(cfnApi.policy) as { Statement?: ResourcePolicyStatement[] } | undefined;
+    if (policy === undefined) return [];
+    const problems: string[] = [];
+    for (const statement of policy.Statement ?? []) {
+      if (statement.Effect === 'Allow' && principalValues(statement.Principal).includes('*')) {
+        problems.push(
+          `the API's resource policy allows every principal ("*") on ${JSON.stringify(statement.Resource)}: ` +
+            'grant named principals (their ARNs) instead',
+        );
+      }
+    }
+    const stored = JSON.stringify(policy).replaceAll('execute-api:/', expandedExecuteApiPrefix);
+    if (stored.length > maxResourcePolicyChars) {
+      problems.push(
+        `the API's resource policy would be ${stored.length} characters as API Gateway stores it (its resources ` +
+          `expanded to full ARNs), over API Gateway's limit of ${maxResourcePolicyChars}: every principal known only ` +
+          'by ARN (allowedPrincipals, adminPrincipals, grants to an ArnPrincipal) is named there. List fewer ' +
+          'principals per client, or grant principals of this app through identity policies (grantFetchToken / ' +
+          'grantInvalidate with the role itself rather than its ARN).',
+      );
+    }
+    return problems;
   }
 
   private addTokenRoute(): void {
@@ -551,7 +563,9 @@ export class TokenBroker extends Construct {
     });
 
     const token = this.api.root.addResource('clients').addResource('{client}').addResource('token');
-    token.addMethod('POST', new apigateway.LambdaIntegration(this.fn, { proxy: true, allowTestInvoke: false }), {
+    // Through the alias the handler serves API Gateway's events on; each method adds its own permission to it.
+    const integration = new apigateway.LambdaIntegration(this.apiGatewayAlias, { proxy: true, allowTestInvoke: false });
+    token.addMethod('POST', integration, {
       authorizationType: apigateway.AuthorizationType.IAM,
       requestValidator: validator,
       requestModels: { 'application/json': model },
@@ -563,7 +577,7 @@ export class TokenBroker extends Construct {
       validateRequestBody: false,
       validateRequestParameters: true,
     });
-    token.addMethod('DELETE', new apigateway.LambdaIntegration(this.fn, { proxy: true, allowTestInvoke: false }), {
+    token.addMethod('DELETE', integration, {
       authorizationType: apigateway.AuthorizationType.IAM,
       requestValidator: parametersOnly,
       requestParameters: { 'method.request.path.client': true },
@@ -577,6 +591,18 @@ export class TokenBroker extends Construct {
       });
     }
   }
+}
+
+interface ResourcePolicyStatement {
+  Effect?: string;
+  Principal?: unknown;
+  Resource?: unknown;
+}
+
+/** Every principal a statement names, whatever its form: `"*"`, `{AWS: "..."}`, `{AWS: [...]}`. */
+function principalValues(principal: unknown): unknown[] {
+  if (typeof principal !== 'object' || principal === null) return [principal];
+  return Object.values(principal).flatMap((value) => (Array.isArray(value) ? value : [value]));
 }
 
 /** Secret names become ARNs with the `-??????` suffix Secrets Manager appends; full ARNs are used as given. */

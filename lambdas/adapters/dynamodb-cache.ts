@@ -7,7 +7,7 @@ import {
   PutItemCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { StoredToken, TokenCache } from '../core/ports.js';
+import type { StoredToken, TokenCache, TokenLease } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 
 // Lease items share the table; the prefix cannot collide with a cache key, whose client name has no colon.
@@ -88,6 +88,20 @@ export class DynamoDbTokenCache implements TokenCache {
         }),
       ),
     );
+  }
+
+  async readLease(cacheKey: string): Promise<TokenLease | undefined> {
+    const output = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { [partitionKey]: { S: leasePrefix + cacheKey } },
+        ConsistentRead: true,
+      }),
+    );
+    if (output.Item === undefined) return undefined;
+    // An item of another shape still stands for a lease (it is not released): read as lapsed.
+    const until = Number(output.Item.leaseUntil?.N);
+    return { holder: output.Item.holder?.S ?? '', until: Number.isFinite(until) ? until : 0 };
   }
 
   /** The table is a small cache (clients × scope sets), so an administrative scan of it is cheap. */

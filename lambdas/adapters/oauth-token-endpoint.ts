@@ -1,6 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
+import { plainCode } from '../core/echo.js';
 import { BrokerError } from '../core/errors.js';
 import type {
   BrokerLogger,
@@ -63,7 +64,9 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
 
   async fetchToken(request: TokenRequest): Promise<IssuedToken> {
     const { clientName, client, credentials } = request;
-    const server = await this.discover(clientName, client);
+    const server = await this.discover(clientName, client, request.deadline);
+    // Checked at every use, not only when fetched: clients sharing a wellKnownUrl share its cached document.
+    checkPinnedTokenEndpoint(server, client, clientName);
     const clientAuth = await this.clientAuthFor(client, server, credentials);
     const oauthClient: oauth.Client = { client_id: credentials.clientId };
     const parameters = new URLSearchParams();
@@ -77,7 +80,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
           oauthClient,
           clientAuth,
           parameters,
-          this.httpOptions(server.token_endpoint ?? ''),
+          this.httpOptions(server.token_endpoint ?? '', request.deadline),
         ),
       );
       // oauth4webapi checks the answer leniently (it accepts "3600" for expires_in); the raw body is checked strictly.
@@ -131,22 +134,30 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     return key;
   }
 
-  private httpOptions(url: string) {
+  /** Every request of one exchange ends by its deadline: discovery and the token request share one budget. */
+  private httpOptions(url: string, deadline: number | undefined) {
     const insecure = this.options.allowLoopbackHttp === true && isLoopbackUrl(url);
+    const fetchBy: typeof this.fetch = (input, init) => this.fetch(input, init, deadline);
     return {
-      [oauth.customFetch]: this.fetch,
+      [oauth.customFetch]: fetchBy,
       ...(insecure ? { [oauth.allowInsecureRequests]: true } : {}),
     };
   }
 
   /** Cached per container; the last good document is kept when a refetch fails. */
-  private async discover(clientName: string, client: ClientConfig): Promise<oauth.AuthorizationServer> {
+  private async discover(
+    clientName: string,
+    client: ClientConfig,
+    deadline: number | undefined,
+  ): Promise<oauth.AuthorizationServer> {
     const known = this.discovered.get(client.wellKnownUrl);
     if (known !== undefined && this.options.clock.now() - known.fetchedAt < this.discoveryMaxAgeMs) return known.server;
 
     let pending = this.discovering.get(client.wellKnownUrl);
     if (pending === undefined) {
-      pending = this.fetchDiscovery(clientName, client).finally(() => this.discovering.delete(client.wellKnownUrl));
+      pending = this.fetchDiscovery(clientName, client, deadline).finally(() =>
+        this.discovering.delete(client.wellKnownUrl),
+      );
       this.discovering.set(client.wellKnownUrl, pending);
     }
     try {
@@ -161,12 +172,16 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     }
   }
 
-  private async fetchDiscovery(clientName: string, client: ClientConfig): Promise<oauth.AuthorizationServer> {
+  private async fetchDiscovery(
+    clientName: string,
+    client: ClientConfig,
+    deadline: number | undefined,
+  ): Promise<oauth.AuthorizationServer> {
     const { issuer, algorithm } = discoveryLocation(client.wellKnownUrl);
     let server: oauth.AuthorizationServer;
     try {
       const response = await this.traced('discovery', () =>
-        oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href) }),
+        oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href, deadline) }),
       );
       server = await oauth.processDiscoveryResponse(issuer, response);
     } catch (error) {
@@ -208,6 +223,27 @@ function isAcceptableEndpoint(value: string, allowLoopbackHttp = false): boolean
     return false;
   }
   return url.protocol === 'https:' || (allowLoopbackHttp && url.protocol === 'http:' && isLoopbackHost(url.hostname));
+}
+
+/**
+ * A client with tokenEndpointHosts sends its credentials only to those hosts, whatever a (tampered or
+ * misconfigured) discovery document names. The host it named is not repeated: it is the document's text.
+ */
+function checkPinnedTokenEndpoint(server: oauth.AuthorizationServer, client: ClientConfig, clientName: string): void {
+  const pinned = client.tokenEndpointHosts;
+  if (pinned === undefined) return;
+  let host: string | undefined;
+  try {
+    host = new URL(server.token_endpoint ?? '').host;
+  } catch {
+    host = undefined;
+  }
+  if (host === undefined || !pinned.includes(host)) {
+    throw new BrokerError(
+      'upstream_error',
+      `the discovery document of client ${clientName} names a token_endpoint outside the client's tokenEndpointHosts`,
+    );
+  }
 }
 
 function validateTokenResponse(raw: unknown, client: ClientConfig, clientName: string, now: number): IssuedToken {
@@ -275,9 +311,6 @@ function jwtExpiry(token: string): number | undefined {
   }
 }
 
-// The error code the server sent is passed on only when it is a plain OAuth error code.
-const oauthErrorCode = /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
-
 /**
  * The one place where upstream failures become broker errors. Upstream bodies, which can hold a token,
  * are never carried into the broker error: only the OAuth error code survives.
@@ -315,8 +348,12 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
   return new BrokerError('server_error', 'the broker failed unexpectedly', { cause: error });
 }
 
+/**
+ * The error code the server sent is passed on only when it is a plain code (`[A-Za-z0-9_.-]{1,64}`), as every
+ * registered OAuth error code is; anything else is dropped whole and only the status is reported.
+ */
 function refused(what: string, status: number, sent: string | undefined): BrokerError {
-  const code = sent !== undefined && oauthErrorCode.test(sent) ? sent : undefined;
+  const code = plainCode(sent);
   return new BrokerError('upstream_error', `${what} refused the request (HTTP ${status})${code ? `: ${code}` : ''}`, {
     ...(code === undefined ? {} : { upstreamError: code }),
   });

@@ -49,10 +49,12 @@ type FetchInit = {
 export function createResilientFetch(options: ResilientFetchOptions) {
   const settings = { ...fetchDefaults, ...definedOnly(options) };
   const random = options.random ?? Math.random;
-  return async function resilientFetch(url: string, init: FetchInit = {}): Promise<Response> {
-    const deadline = options.clock.now() + settings.budgetMs;
+  /** `deadline` (epoch ms, options.clock) ends the request earlier than the budget would: the caller's own budget. */
+  return async function resilientFetch(url: string, init: FetchInit = {}, deadline?: number): Promise<Response> {
+    const ends = Math.min(options.clock.now() + settings.budgetMs, deadline ?? Number.POSITIVE_INFINITY);
     for (let attempt = 1; ; attempt++) {
-      const remaining = deadline - options.clock.now();
+      const remaining = ends - options.clock.now();
+      if (remaining <= 0) throw new UpstreamTimeoutError('no time left in the budget');
       const signals = [AbortSignal.timeout(Math.max(1, Math.min(settings.attemptTimeoutMs, remaining)))];
       if (init.signal) signals.push(init.signal);
       let pause: number | undefined;
@@ -68,17 +70,17 @@ export function createResilientFetch(options: ResilientFetchOptions) {
           return await readCapped(response, settings.maxBodyBytes);
         pause = retryAfterMs(response.headers.get('retry-after'), options.clock.now()) ?? backoff(attempt, random);
         // When the server asks for more time than the budget has left, its answer is the answer.
-        if (options.clock.now() + pause >= deadline) return await readCapped(response, settings.maxBodyBytes);
+        if (options.clock.now() + pause >= ends) return await readCapped(response, settings.maxBodyBytes);
         await response.body?.cancel();
       } catch (error) {
         // The server answered; only failures to get an answer are retried.
         if (init.signal?.aborted || error instanceof ResponseTooLargeError) throw error;
         const timedOut = isTimeout(error);
-        if (attempt >= settings.maxAttempts || options.clock.now() >= deadline - 1) {
+        if (attempt >= settings.maxAttempts || options.clock.now() >= ends - 1) {
           throw timedOut ? new UpstreamTimeoutError('no answer within the budget', { cause: error }) : error;
         }
         pause = backoff(attempt, random);
-        if (options.clock.now() + pause >= deadline) {
+        if (options.clock.now() + pause >= ends) {
           throw timedOut ? new UpstreamTimeoutError('no answer within the budget', { cause: error }) : error;
         }
       }

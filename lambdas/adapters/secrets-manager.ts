@@ -1,5 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { ClientConfig } from '../core/config.js';
+import { plainCode } from '../core/echo.js';
 import { BrokerError } from '../core/errors.js';
 import type {
   BrokerLogger,
@@ -46,7 +47,8 @@ export class SecretsManagerSecretSource implements SecretSource {
       const output = await this.client.send(new GetSecretValueCommand({ SecretId: client.secretName }));
       secretString = output.SecretString;
     } catch (error) {
-      const name = error instanceof Error ? error.name : 'Error';
+      // The SDK names a service error after the error type on the wire: the answer's text, so echoed only when plain.
+      const name = (error instanceof Error ? plainCode(error.name) : undefined) ?? 'Error';
       if (known !== undefined) {
         this.logger.warn('secret read failed; using the last value read', { client: clientName, errorName: name });
         return known.credentials;

@@ -11,17 +11,65 @@ import type {
   StoredToken,
   TokenCache,
   TokenEndpoint,
+  TokenLease,
 } from './ports.js';
 import { noMetrics, silentLogger, systemClock } from './ports.js';
-import { resolveScope } from './scope.js';
+import { normalizeScope, resolveScope, scopesOutside } from './scope.js';
 import { deriveSealingKey, type SealingKey, seal, sealFormat, secretMaterialOf, unseal } from './sealing.js';
 
 export const defaultRefreshWindowSeconds = 60;
 export const defaultRefreshAheadFraction = 0.2;
 export const defaultRefreshAheadMaxSeconds = 300;
-export const defaultLeaseSeconds = 7;
 export const defaultRevocationCheckSeconds = 30;
+/** One upstream exchange (discovery, token request, retries, the invalid_client retry) must end within this. */
+export const defaultUpstreamBudgetMs = 5_000;
+/** A lease outlasts its holder's upstream deadline by this much: time to store the token and release the lease. */
+export const leaseMarginMs = 2_000;
+/** The function's timeout as the stack sets it (lib/token-broker.ts). */
+export const functionTimeoutMs = 15_000;
+/** What a request spends besides waiting on a lease and on the provider: the secret and the table, before and after. */
+export const requestOverheadMs = 2_000;
 const leasePollMs = 100;
+/** A waiter looks a little past the lease it waits on, so that it sees that lease lapse before giving up. */
+const leaseWaitSlackMs = 2 * leasePollMs;
+
+/** How long a container holds the right to call the token endpoint for a key: its upstream budget and a margin. */
+export function leaseMsFor(upstreamBudgetMs: number): number {
+  return upstreamBudgetMs + leaseMarginMs;
+}
+
+export interface TimeBudget {
+  upstreamBudgetMs: number;
+  /** Default: leaseMsFor(upstreamBudgetMs). */
+  leaseMs?: number;
+  /** Default: functionTimeoutMs. */
+  functionTimeoutMs?: number;
+}
+
+/**
+ * The longest a request can take is a wait of one lease period on a holder that died, then the takeover's
+ * own upstream budget (or, for the waiters that lost the takeover, a wait as long on the new holder), plus the
+ * table and secret I/O around them; that must end before the function times out. Returns what is wrong, or
+ * undefined when the budget fits.
+ */
+export function checkTimeBudget(budget: TimeBudget): string | undefined {
+  const { upstreamBudgetMs } = budget;
+  const leaseMs = budget.leaseMs ?? leaseMsFor(upstreamBudgetMs);
+  const timeoutMs = budget.functionTimeoutMs ?? functionTimeoutMs;
+  if (!Number.isInteger(upstreamBudgetMs) || upstreamBudgetMs < 1) {
+    return 'the upstream budget must be a whole number of milliseconds of at least 1';
+  }
+  if (leaseMs < upstreamBudgetMs + leaseMarginMs) {
+    return `a lease of ${leaseMs} ms must outlast the upstream budget of ${upstreamBudgetMs} ms by ${leaseMarginMs} ms`;
+  }
+  const longestMs = leaseMs + 2 * leaseWaitSlackMs + upstreamBudgetMs + requestOverheadMs;
+  if (longestMs <= timeoutMs) return undefined;
+  const fittingMs = Math.floor((timeoutMs - leaseMarginMs - 2 * leaseWaitSlackMs - requestOverheadMs) / 2);
+  return (
+    `an upstream budget of ${upstreamBudgetMs} ms with a lease of ${leaseMs} ms lets a request take ` +
+    `${longestMs} ms, over the function timeout of ${timeoutMs} ms (at most ${fittingMs} ms fits)`
+  );
+}
 
 export interface TokenBrokerOptions {
   clients: ClientRegistry;
@@ -37,9 +85,12 @@ export interface TokenBrokerOptions {
   /** Renewal starts when this share of a token's lifetime remains (bounded by refreshAheadMaxSeconds)... */
   refreshAheadFraction?: number;
   refreshAheadMaxSeconds?: number;
-  /** How long one container may hold the right to call the token endpoint for a key; covers one upstream call. */
-  leaseSeconds?: number;
-  /** How often a container looks, in the background, whether an administrator revoked a client's tokens. */
+  /**
+   * Time for one whole upstream exchange (discovery, the token request, retries, the invalid_client retry);
+   * the endpoint is handed a deadline this far ahead, and the lease on the key lasts leaseMsFor(this).
+   */
+  upstreamBudgetMs?: number;
+  /** How often a container looks, before answering from memory, whether an administrator revoked a client's tokens. */
   revocationCheckSeconds?: number;
 }
 
@@ -86,7 +137,12 @@ interface Target {
   key: string;
 }
 
-type Lease = 'held' | 'taken' | 'unknown';
+/**
+ * The outcome of asking for a key's lease: held (or not knowable, the table failing: the container goes
+ * ahead alone) with the deadline for the upstream work, or held by another container.
+ */
+type GoAhead = { state: 'held' | 'unknown'; deadline: number };
+type LeaseAttempt = GoAhead | { state: 'taken' };
 
 export function cacheKeyOf(clientName: string, scopes: readonly string[]): string {
   return `${clientName}#${scopes.join(' ')}`;
@@ -103,6 +159,7 @@ export class TokenBroker {
   private readonly metrics: BrokerMetrics;
   private readonly refreshAheadFraction: number;
   private readonly refreshAheadMaxMs: number;
+  private readonly upstreamBudgetMs: number;
   private readonly leaseMs: number;
   private readonly containerId = randomUUID();
   private readonly startedAt: number;
@@ -110,6 +167,7 @@ export class TokenBroker {
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
   private readonly revocations = new Map<string, { revokedAt: number | undefined; checkedAt: number }>();
+  private readonly revocationChecks = new Map<string, Promise<void>>();
 
   constructor(options: TokenBrokerOptions) {
     this.refreshWindowSeconds = wholeSeconds(
@@ -119,7 +177,11 @@ export class TokenBroker {
     );
     this.refreshAheadMaxMs =
       wholeSeconds('refreshAheadMaxSeconds', options.refreshAheadMaxSeconds, defaultRefreshAheadMaxSeconds) * 1000;
-    this.leaseMs = wholeSeconds('leaseSeconds', options.leaseSeconds, defaultLeaseSeconds) * 1000;
+    this.upstreamBudgetMs = options.upstreamBudgetMs ?? defaultUpstreamBudgetMs;
+    if (!Number.isInteger(this.upstreamBudgetMs) || this.upstreamBudgetMs < 1) {
+      throw new RangeError('upstreamBudgetMs must be a positive integer');
+    }
+    this.leaseMs = leaseMsFor(this.upstreamBudgetMs);
     this.revocationCheckMs =
       wholeSeconds('revocationCheckSeconds', options.revocationCheckSeconds, defaultRevocationCheckSeconds) * 1000;
     const fraction = options.refreshAheadFraction ?? defaultRefreshAheadFraction;
@@ -144,7 +206,8 @@ export class TokenBroker {
     const scopes = resolveScope(request.client, client, request.scope);
     const target: Target = { clientName: request.client, client, scopes, key: cacheKeyOf(request.client, scopes) };
     const requestedScope = scopes.join(' ');
-    this.checkRevocation(request.client);
+    const revocationCheck = this.revocationCheckDue(request.client);
+    if (revocationCheck !== undefined) await revocationCheck;
 
     const remembered = this.memory.get(target.key);
     const current =
@@ -183,21 +246,40 @@ export class TokenBroker {
     return revokedAt !== undefined && token.issuedAt <= revokedAt;
   }
 
-  /** At most once per interval and never on the caller's path: a memory hit does no I/O. */
-  private checkRevocation(clientName: string): void {
-    const now = this.clock.now();
+  /**
+   * The look at the table for a revocation, once the last one is older than the interval: awaited before
+   * anything is served, because a container frozen between requests runs no background work. Concurrent
+   * requests share one look (per client); within the interval there is none, so a memory hit does no I/O.
+   * When the table cannot be read, memory keeps being served (logged and counted as SharedCacheErrors) and
+   * the next look comes an interval later: a table outage must not take the broker down with it.
+   */
+  private revocationCheckDue(clientName: string): Promise<void> | undefined {
+    const pending = this.revocationChecks.get(clientName);
+    if (pending !== undefined) return pending;
+    const startedAt = this.clock.now();
     // A new container has nothing in memory to drop, so its first look can wait one interval.
     const known = this.revocations.get(clientName) ?? { revokedAt: undefined, checkedAt: this.startedAt };
-    if (now - known.checkedAt < this.revocationCheckMs) return;
-    this.revocations.set(clientName, { revokedAt: known.revokedAt, checkedAt: now });
-    this.cache.revokedAt(clientName).then(
-      (revokedAt) => {
-        if (revokedAt === undefined || (known.revokedAt !== undefined && revokedAt <= known.revokedAt)) return;
-        this.revocations.set(clientName, { revokedAt, checkedAt: now });
-        this.dropRevoked(clientName, revokedAt);
-      },
-      (error: unknown) => this.sharedCacheFailed({ clientName }, 'revocation check', error),
-    );
+    if (startedAt - known.checkedAt < this.revocationCheckMs) return undefined;
+    const check = this.cache
+      .revokedAt(clientName)
+      .then(
+        (revokedAt) => this.noteRevocation(clientName, revokedAt, startedAt),
+        (error: unknown) => {
+          this.sharedCacheFailed({ clientName }, 'revocation check', error);
+          this.noteRevocation(clientName, undefined, startedAt);
+        },
+      )
+      .finally(() => this.revocationChecks.delete(clientName));
+    this.revocationChecks.set(clientName, check);
+    return check;
+  }
+
+  /** Keeps the latest revocation known (an invalidation in this container may have come in meanwhile). */
+  private noteRevocation(clientName: string, revokedAt: number | undefined, checkedAt: number): void {
+    const known = this.revocations.get(clientName)?.revokedAt;
+    const latest = known === undefined || (revokedAt !== undefined && revokedAt > known) ? revokedAt : known;
+    this.revocations.set(clientName, { revokedAt: latest, checkedAt });
+    if (latest !== undefined && latest !== known) this.dropRevoked(clientName, latest);
   }
 
   private dropRevoked(clientName: string, revokedAt: number): void {
@@ -211,15 +293,24 @@ export class TokenBroker {
     return this.clients[name] as ClientConfig;
   }
 
+  /**
+   * The refresh window, scaled down to a quarter of the lifetime for tokens that live less than four windows:
+   * otherwise a token issued for the window or less would never be served from a cache at all.
+   */
+  private windowFor(token: CachedToken): number {
+    return Math.min(this.refreshWindowSeconds * 1000, (token.expiresAt - token.issuedAt) / 4);
+  }
+
   private isServable(token: CachedToken): boolean {
-    return token.expiresAt - this.clock.now() >= this.refreshWindowSeconds * 1000;
+    const remaining = token.expiresAt - this.clock.now();
+    return remaining > 0 && remaining >= this.windowFor(token);
   }
 
   /** Renewal is due from a share of the lifetime before expiry (bounded), and never later than the window. */
   private isDue(token: CachedToken): boolean {
     const lifetime = token.expiresAt - token.issuedAt;
     const ahead = Math.max(
-      this.refreshWindowSeconds * 1000,
+      this.windowFor(token),
       Math.min(lifetime * this.refreshAheadFraction, this.refreshAheadMaxMs),
     );
     return token.expiresAt - this.clock.now() < ahead;
@@ -266,7 +357,8 @@ export class TokenBroker {
 
   /**
    * Calls the token endpoint under a lease, so that across containers one caller renews a key while the
-   * others keep serving the current token or, when there is none, wait for the new one in the table.
+   * others keep serving the current token or, when there is none, wait for the new one in the table. Only
+   * the lease holder ever calls, and its whole exchange ends by a deadline that falls before its lease does.
    */
   private async renew(
     target: Target,
@@ -274,18 +366,21 @@ export class TokenBroker {
     fallback: CachedToken | undefined,
   ): Promise<Loaded> {
     const holder = `${this.containerId}/${randomUUID()}`;
-    let lease = await this.acquireLease(target, holder);
-    if (lease === 'taken') {
+    const attempt = await this.acquireLease(target, holder);
+    let lease: GoAhead;
+    if (attempt.state === 'taken') {
       if (fallback !== undefined)
         return { token: fallback, cache: fallback === this.memory.get(target.key) ? 'memory' : 'table' };
-      const delivered = await this.awaitDelivery(target, credentials);
-      if (delivered !== undefined) return { token: delivered, cache: 'table' };
-      // The holder did not deliver within its lease (it may have died): take the lapsed lease over.
-      lease = await this.acquireLease(target, holder);
+      const waited = await this.awaitHolder(target, credentials, holder);
+      if (!('deadline' in waited)) return { token: waited, cache: 'table' };
+      lease = waited;
+    } else {
+      lease = attempt;
     }
+    const { state, deadline } = lease;
     const started = this.clock.now();
     try {
-      const token = await this.fetchFromEndpoint(target, credentials);
+      const token = await this.fetchFromEndpoint(target, credentials, deadline);
       this.remember(target.key, token.token);
       await this.writeShared(target, token.token, token.credentials);
       return {
@@ -297,7 +392,7 @@ export class TokenBroker {
       if (fallback !== undefined && this.isServable(fallback)) return this.serveStale(target, fallback, error);
       throw error;
     } finally {
-      if (lease === 'held') await this.releaseLease(target, holder);
+      if (state === 'held') await this.releaseLease(target, holder);
     }
   }
 
@@ -305,23 +400,26 @@ export class TokenBroker {
   private async fetchFromEndpoint(
     target: Target,
     credentials: ClientCredentials,
+    deadline: number,
   ): Promise<{ token: CachedToken; credentials: ClientCredentials }> {
     try {
-      return { token: await this.callEndpoint(target, credentials), credentials };
+      return { token: await this.callEndpoint(target, credentials, deadline), credentials };
     } catch (error) {
       if (!(error instanceof BrokerError && error.upstreamError === 'invalid_client')) throw error;
       const reread = await this.secrets.getCredentials(target.clientName, target.client, { refresh: true });
       if (reread.clientId === credentials.clientId && secretMaterialOf(reread) === secretMaterialOf(credentials))
         throw error;
+      // The retry belongs to the same budget: past its deadline the lease may be someone else's.
+      if (this.clock.now() >= deadline) throw error;
       this.metrics.count('SecretReloads', target.clientName);
       this.logger.info('token endpoint refused the client; retrying with the re-read secret', {
         client: target.clientName,
       });
-      return { token: await this.callEndpoint(target, reread), credentials: reread };
+      return { token: await this.callEndpoint(target, reread, deadline), credentials: reread };
     }
   }
 
-  private async callEndpoint(target: Target, credentials: ClientCredentials): Promise<CachedToken> {
+  private async callEndpoint(target: Target, credentials: ClientCredentials, deadline: number): Promise<CachedToken> {
     // Lifetime counts from before the request is sent, so the broker never believes a token lives longer than it does.
     const issuedAt = this.clock.now();
     this.metrics.count('TokenEndpointCalls', target.clientName);
@@ -332,6 +430,7 @@ export class TokenBroker {
         client: target.client,
         credentials,
         scope: target.scopes.join(' '),
+        deadline,
       });
     } catch (error) {
       this.metrics.count('TokenEndpointFailures', target.clientName);
@@ -339,6 +438,7 @@ export class TokenBroker {
     } finally {
       this.metrics.upstreamLatency(this.clock.now() - issuedAt, target.clientName);
     }
+    this.checkGrantedScope(target, issued.scope);
     return {
       accessToken: issued.accessToken,
       tokenType: 'Bearer',
@@ -349,29 +449,94 @@ export class TokenBroker {
     };
   }
 
-  /** Polls the table while another container holds the lease, for at most one lease period. */
-  private async awaitDelivery(target: Target, credentials: ClientCredentials): Promise<CachedToken | undefined> {
+  /**
+   * A token carrying a scope the client is not configured for is refused, whatever the server meant by it:
+   * the broker hands out nothing beyond the registry. The server's scope string is not repeated (it is not ours
+   * to echo); an omitted scope means the request was granted as asked (RFC 6749 section 5.1).
+   */
+  private checkGrantedScope(target: Target, granted: string | undefined): void {
+    if (granted === undefined) return;
+    const outside = scopesOutside(normalizeScope(granted), target.client.scopes).length;
+    if (outside === 0) return;
+    this.metrics.count('TokenEndpointFailures', target.clientName);
+    this.logger.warn('token endpoint granted scopes outside the client configuration; token refused', {
+      client: target.clientName,
+      scopesOutside: outside,
+    });
+    throw new BrokerError(
+      'upstream_error',
+      `the token endpoint of client ${target.clientName} granted ${outside} scope${outside === 1 ? '' : 's'} ` +
+        "outside the client's configured scopes; the token was refused",
+    );
+  }
+
+  /**
+   * Waits while another container holds the lease. Each look reads the lease, then the token: a holder
+   * stores its token before it releases the lease, so a released lease with no token after it means the
+   * holder failed, and its failure is answered without calling again. A lease that lapses within one lease
+   * period of the wait (its holder died) is taken over by the one waiter whose conditional write wins; the
+   * others wait on for the new holder, at most its upstream budget more. Either way a request ends within
+   * what checkTimeBudget allows for. Resolves with the holder's token, or with the lease when this container
+   * took it over.
+   */
+  private async awaitHolder(
+    target: Target,
+    credentials: ClientCredentials,
+    holder: string,
+  ): Promise<CachedToken | GoAhead> {
     this.metrics.count('LeaseWaits', target.clientName);
-    const deadline = this.clock.now() + this.leaseMs;
-    while (this.clock.now() < deadline) {
+    const takeoverUntil = this.clock.now() + this.leaseMs + leaseWaitSlackMs;
+    const giveUpAt = takeoverUntil + this.upstreamBudgetMs + leaseWaitSlackMs;
+    for (;;) {
       await this.clock.sleep(leasePollMs / 2 + Math.random() * leasePollMs);
+      const lease = await this.readLease(target);
       const stored = await this.readShared(target, credentials);
       if (stored !== undefined && this.isServable(stored)) {
         this.remember(target.key, stored);
         return stored;
       }
+      if (lease === undefined) {
+        throw new BrokerError(
+          'unavailable',
+          `another request for a token of client ${target.clientName} just failed; retry in a moment`,
+        );
+      }
+      const now = this.clock.now();
+      if (lease !== 'unreadable' && lease.until < now && now < takeoverUntil) {
+        const takeover = await this.acquireLease(target, holder);
+        if (takeover.state === 'held') {
+          this.logger.info('took over the lapsed lease of another container', { client: target.clientName });
+          return takeover;
+        }
+      }
+      if (this.clock.now() >= giveUpAt) {
+        throw new BrokerError(
+          'unavailable',
+          `another request for a token of client ${target.clientName} has not finished; retry in a moment`,
+        );
+      }
     }
-    return undefined;
   }
 
   /** Without the table the lease cannot be known; the container goes ahead alone (single flight still holds). */
-  private async acquireLease(target: Target, holder: string): Promise<Lease> {
+  private async acquireLease(target: Target, holder: string): Promise<LeaseAttempt> {
+    const now = this.clock.now();
+    const deadline = now + this.upstreamBudgetMs;
     try {
-      const now = this.clock.now();
-      return (await this.cache.acquireLease(target.key, holder, now, now + this.leaseMs)) ? 'held' : 'taken';
+      const held = await this.cache.acquireLease(target.key, holder, now, now + this.leaseMs);
+      return held ? { state: 'held', deadline } : { state: 'taken' };
     } catch (error) {
       this.sharedCacheFailed(target, 'lease', error);
-      return 'unknown';
+      return { state: 'unknown', deadline };
+    }
+  }
+
+  private async readLease(target: Target): Promise<TokenLease | undefined | 'unreadable'> {
+    try {
+      return await this.cache.readLease(target.key);
+    } catch (error) {
+      this.sharedCacheFailed(target, 'lease read', error);
+      return 'unreadable';
     }
   }
 

@@ -48,6 +48,12 @@ export interface StoredToken {
   expiresAt: number;
 }
 
+/** Who holds the right to call the token endpoint for a key, and until when (epoch ms). */
+export interface TokenLease {
+  holder: string;
+  until: number;
+}
+
 /**
  * The shared, persistent tier (DynamoDB in production): sealed tokens, and short leases so that one
  * container at a time calls the token endpoint for a key.
@@ -59,6 +65,8 @@ export interface TokenCache {
   /** True when this holder now has the lease until `until`: none existed, it had lapsed by `now`, or it was this holder's. */
   acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean>;
   releaseLease(cacheKey: string, holder: string): Promise<void>;
+  /** The key's lease as stored, lapsed or not; undefined once released (or never taken). */
+  readLease(cacheKey: string): Promise<TokenLease | undefined>;
   /** Deletes every stored token of the client and records when, so other containers drop their copies. */
   revokeClient(clientName: string, at: number): Promise<number>;
   /** When the client's tokens were last revoked (epoch ms), if ever. */
@@ -69,8 +77,13 @@ export interface TokenRequest {
   clientName: string;
   client: ClientConfig;
   credentials: ClientCredentials;
-  /** Space-delimited, normalized; empty when no scope parameter is sent. */
+  /** Space-delimited, normalized, never empty: the broker always names the scope it asks for. */
   scope: string;
+  /**
+   * Epoch ms (the broker's clock) by which the whole exchange, discovery and retries included, must be over:
+   * the lease on the key ends a margin after it. Absent: only the adapter's own budget applies.
+   */
+  deadline?: number;
 }
 
 /** What the token endpoint granted, already validated by the adapter. */

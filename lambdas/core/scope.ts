@@ -4,6 +4,9 @@ import { BrokerError } from './errors.js';
 // RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 const maxScopeLength = 1024;
+// An error names at most this much of what was refused: enough to see the mistake, never a wall of input.
+const maxEchoedScopes = 3;
+const maxEchoedLength = 200;
 
 export function isScopeToken(value: string): boolean {
   return scopeToken.test(value);
@@ -16,10 +19,11 @@ export function normalizeScope(scope: string): string[] {
 
 /**
  * Resolves what a caller asked for into the scope set the broker will request: the client's default
- * when absent, otherwise a well-formed subset of the scopes the client is allowed.
+ * when absent (every allowed scope when it has none, so that a request always names its scope and the
+ * grant can be checked against it), otherwise a well-formed subset of the scopes the client is allowed.
  */
 export function resolveScope(clientName: string, client: ClientConfig, requested: string | undefined): string[] {
-  if (requested === undefined) return client.defaultScope === undefined ? [] : normalizeScope(client.defaultScope);
+  if (requested === undefined) return normalizeScope(client.defaultScope ?? client.scopes.join(' '));
   if (requested.length > maxScopeLength) {
     throw new BrokerError('invalid_scope', `scope is longer than ${maxScopeLength} characters`);
   }
@@ -30,10 +34,22 @@ export function resolveScope(clientName: string, client: ClientConfig, requested
       throw new BrokerError('invalid_scope', 'scope must be space-delimited printable ASCII scope tokens');
     }
   }
-  const allowed = new Set(client.scopes);
-  const refused = scopes.filter((scope) => !allowed.has(scope));
+  const refused = scopesOutside(scopes, client.scopes);
   if (refused.length > 0) {
-    throw new BrokerError('invalid_scope', `client ${clientName} is not allowed scope ${refused.join(' ')}`);
+    throw new BrokerError('invalid_scope', `client ${clientName} is not allowed scope ${echoed(refused)}`);
   }
   return scopes;
+}
+
+/** The scopes outside a set: what a granted scope may not contain. */
+export function scopesOutside(scopes: readonly string[], allowed: readonly string[]): string[] {
+  const permitted = new Set(allowed);
+  return scopes.filter((scope) => !permitted.has(scope));
+}
+
+function echoed(refused: readonly string[]): string {
+  const shown = refused.slice(0, maxEchoedScopes).join(' ');
+  const capped = shown.length > maxEchoedLength ? `${shown.slice(0, maxEchoedLength)}...` : shown;
+  const more = refused.length - maxEchoedScopes;
+  return more > 0 ? `${capped} (and ${more} more)` : capped;
 }

@@ -6,7 +6,13 @@ import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
 import { tracedWith, untraced } from '../adapters/observability.js';
 import { fetchDefaults } from '../adapters/resilient-fetch.js';
 import { defaultSecretMaxAgeMs, SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
-import { defaultRefreshAheadMaxSeconds, defaultRefreshWindowSeconds, TokenBroker } from '../core/broker.js';
+import {
+  checkTimeBudget,
+  defaultRefreshAheadMaxSeconds,
+  defaultRefreshWindowSeconds,
+  defaultUpstreamBudgetMs,
+  TokenBroker,
+} from '../core/broker.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
@@ -38,7 +44,12 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
   const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
   const refreshAheadMaxSeconds = wholeNumber(env, 'refreshAheadMaxSeconds', defaultRefreshAheadMaxSeconds, 0);
-  const budgetMs = wholeNumber(env, 'upstreamBudgetMs', fetchDefaults.budgetMs, 1);
+  const budgetMs = wholeNumber(env, 'upstreamBudgetMs', defaultUpstreamBudgetMs, 1);
+  // A waiter may wait out a lease and then spend the whole budget itself: both must fit the function's timeout.
+  const timeBudgetProblem = checkTimeBudget({ upstreamBudgetMs: budgetMs });
+  if (timeBudgetProblem !== undefined) {
+    throw new ConfigError(`${environmentVariables.upstreamBudgetMs}: ${timeBudgetProblem}`);
+  }
   const secretMaxAgeMs = wholeNumber(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, 0) * 1000;
   const clock = wiring.clock ?? systemClock;
   const tracer = wiring.tracer;
@@ -51,6 +62,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     ...(wiring.metrics === undefined ? {} : { metrics: wiring.metrics }),
     refreshWindowSeconds,
     refreshAheadMaxSeconds,
+    upstreamBudgetMs: budgetMs,
     cache: new DynamoDbTokenCache(captured(new DynamoDBClient({})), tableName),
     secrets:
       wiring.secrets ??

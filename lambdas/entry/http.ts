@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { TokenBroker } from '../core/broker.js';
+import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
 import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
 
@@ -24,7 +25,9 @@ export async function handleHttpEvent(
   sink: AuditSink,
 ): Promise<APIGatewayProxyResult> {
   const caller = event.requestContext?.identity?.userArn ?? undefined;
-  const client = event.pathParameters?.client;
+  // The path parameter is the caller's text: a refusal's log line names it only when it is a client name.
+  const named: unknown = event.pathParameters?.client;
+  const client = isClientName(named) ? named : undefined;
   try {
     const request = parseHttpRequest(event);
     if (request.method === 'DELETE') {
@@ -56,8 +59,10 @@ function parseHttpRequest(event: APIGatewayProxyEvent): HttpRequest {
   if (!event.requestContext?.identity?.userArn) {
     throw new BrokerError('access_denied', 'the request carries no IAM caller identity');
   }
-  const client = event.pathParameters?.client;
-  if (typeof client !== 'string' || client === '') throw new BrokerError('invalid_request', 'the path names no client');
+  const client: unknown = event.pathParameters?.client;
+  if (!isClientName(client)) {
+    throw new BrokerError('invalid_request', `the path does not name a client (${clientNamePattern.source})`);
+  }
   if (method === 'DELETE') return { method, client };
   const scope = parseBody(event);
   return { method, client, token: scope === undefined ? { client } : { client, scope } };

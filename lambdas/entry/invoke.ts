@@ -1,15 +1,24 @@
 import type { TokenBroker, TokenResponse } from '../core/broker.js';
+import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
 import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
 
 const tokenFields = new Set(['client', 'scope']);
 const adminFields = new Set(['action', 'client']);
+/** Says what a client name looks like, never what was sent instead. */
+const clientNameRule = `client must be a client name (${clientNamePattern.source})`;
 /** Client names never contain an underscore, so an admin alias never collides with a client alias. */
 export const adminAliasSuffix = '_admin';
 
 export function adminAliasOf(clientName: string): string {
   return `${clientName}${adminAliasSuffix}`;
 }
+
+/**
+ * The alias API Gateway invokes: the only way in for an API Gateway event, whose caller identity the handler
+ * trusts. It has an underscore, so it is no client's alias, and does not end in `_admin`, so no admin alias.
+ */
+export const apiGatewayAliasName = 'api_gateway';
 
 export interface InvalidationAnswer {
   client: string;
@@ -88,8 +97,8 @@ function parseInvokeEvent(event: unknown): InvokeRequest {
   }
   if (action !== undefined && action !== 'invalidate')
     throw new BrokerError('invalid_request', 'action must be "invalidate"');
-  if (typeof client !== 'string' || client === '')
-    throw new BrokerError('invalid_request', 'client must be a non-empty string');
+  // Checked before anything repeats it: the alias and client checks below echo the name in their errors.
+  if (!isClientName(client)) throw new BrokerError('invalid_request', clientNameRule);
   if (action === 'invalidate') return { action, client };
   if (scope !== undefined && typeof scope !== 'string')
     throw new BrokerError('invalid_request', 'scope must be a string');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
+import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 import { type BrokerHarness, callerArn, httpEvent, startBrokerHarness } from '../support/broker-harness.js';
 import { assertNoLeak } from '../support/logs.js';
 
@@ -346,19 +347,19 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     assert.doesNotMatch(description, /c2VjcmV0/);
   });
 
-  it('treats an API Gateway-shaped event that arrives through an alias as a forged direct invocation', async () => {
+  it('treats an API Gateway-shaped event that arrives through a client alias as a forged direct invocation', async () => {
     const forged = httpEvent('bwell', { body: '{"scope":"system/*.write"}' });
     for (const alias of ['basic', 'bwell', 'bwell_admin']) {
       await assert.rejects(
         harness.invoke(forged, alias),
-        (error: unknown) => error instanceof Error && error.name === 'invalid_request',
+        (error: unknown) => error instanceof Error && error.name === 'access_denied',
       );
     }
   });
 
   it('refuses an API Gateway event whose body is not a string with invalid_request', async () => {
     const event = { ...httpEvent('bwell'), body: 0 as unknown as string };
-    const answer = (await harness.invoke(event)) as { statusCode: number; body: string };
+    const answer = (await harness.invoke(event, apiGatewayAliasName)) as { statusCode: number; body: string };
     assert.equal(answer.statusCode, 400);
     assert.equal(JSON.parse(answer.body).error, 'invalid_request');
   });

@@ -18,13 +18,15 @@
  * { seed, path })`).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import fc from 'fast-check';
-import type { ClientConfig } from '../../lambdas/core/config.js';
+import { type ClientConfig, clientNamePattern } from '../../lambdas/core/config.js';
 import { type ErrorCode, errorStatus } from '../../lambdas/core/errors.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { tokenRoute } from '../../lambdas/entry/http.js';
+import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { type BrokerHarness, callerArn, functionArn, startBrokerHarness } from '../support/broker-harness.js';
 import { assertNoLeak } from '../support/logs.js';
@@ -110,18 +112,19 @@ function scopeSet(scope: string): string[] {
  */
 function resolveExpectedScope(client: string, requested: string | undefined): string[] | undefined {
   const config = registry[client] as ClientConfig;
-  if (requested === undefined) return config.defaultScope === undefined ? [] : scopeSet(config.defaultScope);
+  // Without a default the broker asks for every allowed scope, so that a request always names a scope.
+  if (requested === undefined) return scopeSet(config.defaultScope ?? config.scopes.join(' '));
   if (requested.length > maxScopeLength) return undefined;
   const scopes = scopeSet(requested);
   if (scopes.length === 0 || scopes.some((scope) => !config.scopes.includes(scope))) return undefined;
   return scopes;
 }
 
-/** How many distinct keys valid requests can fill: every non-empty allowed subset, plus "none" without a default. */
+/** How many distinct keys valid requests can fill: every non-empty allowed subset (an absent scope is one of them). */
 function distinctScopeSets(): number {
   return servedClients.reduce((sum, name) => {
     const config = registry[name] as ClientConfig;
-    return sum + 2 ** config.scopes.length - 1 + (config.defaultScope === undefined ? 1 : 0);
+    return sum + 2 ** config.scopes.length - 1;
   }, 0);
 }
 
@@ -768,7 +771,8 @@ function expectHttp(event: APIGatewayProxyEvent, input: HttpCase): Expectation {
   if (!event.requestContext?.identity?.userArn) verdict.fail('access_denied');
   const client: unknown = event.pathParameters?.client;
   let known: string | undefined;
-  if (typeof client !== 'string' || client === '') verdict.fail('invalid_request');
+  // A path parameter not shaped like a client name is refused before anything looks it up (or repeats it).
+  if (typeof client !== 'string' || !clientNamePattern.test(client)) verdict.fail('invalid_request');
   else if (!isRegistered(client)) verdict.fail('unknown_client');
   else known = client;
 
@@ -991,7 +995,7 @@ function expectInvoke(input: StructuredInvoke, qualifier: string | undefined): E
   const allowed = action === undefined ? ['client', 'scope'] : ['action', 'client'];
   if (keys.some((key) => !allowed.includes(key))) verdict.fail('invalid_request');
   if (action !== undefined && action !== 'invalidate') verdict.fail('invalid_request');
-  const named = typeof client === 'string' && client !== '' ? client : undefined;
+  const named = typeof client === 'string' && clientNamePattern.test(client) ? client : undefined;
   if (named === undefined) verdict.fail('invalid_request');
 
   if (action === 'invalidate') {
@@ -1123,7 +1127,7 @@ const describeTally = (tally: Tally) =>
 
 async function checkHttp(event: APIGatewayProxyEvent, expectation: Expectation, tally: Tally): Promise<void> {
   // The handler must answer, not throw: a rejection fails the property as it is.
-  const result = (await harness.invoke(event)) as APIGatewayProxyResult;
+  const result = (await harness.invoke(event, apiGatewayAliasName)) as APIGatewayProxyResult;
   collectTokens(result);
   assert.ok(isRecord(result), 'the HTTP answer is an object');
   const context = `HTTP ${result.statusCode} ${redacted(result.body)} (expected ${redacted(expectation)})`;
@@ -1282,9 +1286,11 @@ describe('hostile input (issue #4), property-based', () => {
           const expectation = expectInvoke(input.input, qualifier);
           await checkInvoke(invokeEventOf(input.input), qualifier, expectation, tally);
         } else {
+          // An unqualified invocation is refused before its event is read.
+          const notAnObject: ErrorCode = input.qualifier === undefined ? 'access_denied' : 'invalid_request';
           const expectation: Expectation =
             input.kind === 'non-object'
-              ? { kind: 'refused', codes: new Set<ErrorCode>(['invalid_request']) }
+              ? { kind: 'refused', codes: new Set<ErrorCode>([notAnObject]) }
               : { kind: 'either', codes: 'any' };
           await checkInvoke(input.event, input.qualifier, expectation, tally);
         }
@@ -1441,6 +1447,55 @@ describe('hostile input (issue #4), property-based', () => {
       { numRuns: malformedRuns, includeErrorInReport: true },
     );
     t.diagnostic(describeTally(tally));
+  });
+
+  it('refuses a malformed or megabyte client name over HTTP POST, DELETE and direct invoke, and never repeats it', async () => {
+    // Issue #10: the name was echoed into the audit line and into `no client named "..."`, whatever its size.
+    const marker = `hostile${randomBytes(6).toString('hex')}`;
+    const names = [
+      marker.repeat(Math.ceil(1_000_000 / marker.length)),
+      `bwell' <script>${marker}</script>`,
+      `bwell\n{"level":"ERROR","message":"${marker}"}`,
+      `BWELL-${marker}`,
+      `${marker}_admin`,
+      `bwell-${marker}`.padEnd(65, '0'),
+    ];
+    const shown = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}…` : text);
+    const logsBefore = harness.output.text().length;
+    let refusals = 0;
+    for (const name of names) {
+      for (const method of ['POST', 'DELETE']) {
+        const answer = await harness.http(name, { method });
+        const context = `${method} ${shown(name)}: ${answer.statusCode} ${shown(answer.body)}`;
+        assert.equal(answer.statusCode, 400, context);
+        assert.deepEqual(Object.keys(answer.json).sort(), errorFields, context);
+        assert.equal(answer.json.error, 'invalid_request', context);
+        assert.ok(!String(answer.json.error_description).includes(marker), `${context}: the description repeats it`);
+        refusals++;
+      }
+      const invocations: [Record<string, unknown>, string][] = [
+        [{ client: name }, 'bwell'],
+        [{ client: name, scope: read }, 'bwell'],
+        [{ action: 'invalidate', client: name }, 'bwell_admin'],
+      ];
+      for (const [event, qualifier] of invocations) {
+        const thrown = await harness.invoke(event, qualifier).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        const context = `invoke ${shown(JSON.stringify(event))} via ${qualifier}: ${shown(String(thrown))}`;
+        assert.ok(thrown instanceof Error, `${context}: refused`);
+        assert.equal(thrown.name, 'invalid_request', context);
+        assert.ok(!thrown.message.includes(marker), `${context}: the description repeats it`);
+        refusals++;
+      }
+    }
+    const logs = harness.output.text().slice(logsBefore);
+    assert.equal(logs.split('token request refused').length - 1, refusals, 'every refusal was logged');
+    assert.ok(
+      !logs.includes(marker),
+      `a log line repeats the client name: ${shown(logs.slice(logs.indexOf(marker) - 100))}`,
+    );
   });
 
   it('leaves the prototypes unpolluted and logs no secret and no token', () => {

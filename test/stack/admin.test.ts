@@ -4,7 +4,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ConfigError } from '../../lambdas/core/config.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { adminAliasOf } from '../../lambdas/entry/invoke.js';
+import { adminAliasOf, apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 import { account, apiPolicy, bwell, callerStatements, list, logicalIdOf, synth as synthStack } from './support.js';
 
 /*
@@ -44,11 +44,11 @@ function invokePermissions(template: Template): unknown[][] {
 
 describe('the admin route DELETE /clients/{client}/token', () => {
   const { template, stack } = synth();
-  const fnId = logicalIdOf(template, 'AWS::Lambda::Function');
+  const apiAliasId = aliasId(template, apiGatewayAliasName);
   const deleteMethod = () =>
     Object.values(template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'DELETE' } }));
 
-  it('is one AWS_IAM method on the token resource, a Lambda proxy to the function', () => {
+  it('is one AWS_IAM method on the token resource, a Lambda proxy to the API Gateway alias', () => {
     const methods = deleteMethod();
     assert.equal(methods.length, 1);
     template.hasResourceProperties('AWS::ApiGateway::Method', {
@@ -58,7 +58,7 @@ describe('the admin route DELETE /clients/{client}/token', () => {
       Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
       RequestParameters: { 'method.request.path.client': true },
     });
-    assert.match(JSON.stringify(methods[0]?.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+    assert.match(JSON.stringify(methods[0]?.Properties.Integration.Uri), new RegExp(`\\{"Ref":"${apiAliasId}"\\}`));
   });
 
   it('shares the resource with POST: the same ResourceId, so the same {client} path', () => {
@@ -83,13 +83,13 @@ describe('the admin route DELETE /clients/{client}/token', () => {
     );
   });
 
-  it('lets API Gateway invoke the function for DELETE on this API only', () => {
+  it('lets API Gateway invoke its alias for DELETE on this API only', () => {
     const permissions = Object.values(template.findResources('AWS::Lambda::Permission'))
       .map((p) => p.Properties)
       .filter((p) => p.Principal === 'apigateway.amazonaws.com');
     const sources = permissions.map((p) => JSON.stringify(stack.resolve(p.SourceArn)));
     assert.equal(sources.filter((s) => /\/DELETE\/clients\/\*\/token"/.test(s)).length, 1);
-    for (const permission of permissions) assert.deepEqual(permission.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
+    for (const permission of permissions) assert.deepEqual(permission.FunctionName, { Ref: apiAliasId });
   });
 
   it('is a separate IAM resource from the token route: DELETE/clients/<name>/token', () => {
@@ -108,7 +108,7 @@ describe('one admin alias per client', () => {
     const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
     assert.deepEqual(
       aliases.map((a) => a.Name).sort(),
-      ['acme-labs', adminAliasOf('acme-labs'), 'bwell', adminAliasOf('bwell')].sort(),
+      ['acme-labs', adminAliasOf('acme-labs'), 'bwell', adminAliasOf('bwell'), apiGatewayAliasName].sort(),
     );
     assert.equal(adminAliasOf('bwell'), 'bwell_admin');
     for (const alias of aliases) {

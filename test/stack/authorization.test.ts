@@ -14,6 +14,7 @@ import {
   bwell,
   callerStatements,
   cdkJson,
+  type Json,
   list,
   logicalIdOf,
   type Statement,
@@ -146,7 +147,7 @@ describe('the API resource policy', () => {
     });
   });
 
-  it('allowedAccounts: admits exactly those accounts (cross-account callers still need their own grant)', () => {
+  it('allowedAccounts: fences the API to exactly those accounts, and allows nobody by itself', () => {
     const { template } = synth({ ...shipped, allowedAccounts: ['222222222222', '333333333333'] });
     assert.deepEqual(apiPolicy(template), [
       {
@@ -157,18 +158,10 @@ describe('the API resource policy', () => {
         Resource: 'execute-api:/*',
         Condition: { StringNotEquals: { 'aws:PrincipalAccount': ['222222222222', '333333333333'] } },
       },
-      {
-        Sid: 'AllowAdmittedAccounts',
-        Effect: 'Allow',
-        Principal: { AWS: ['arn:aws:iam::222222222222:root', 'arn:aws:iam::333333333333:root'] },
-        Action: 'execute-api:Invoke',
-        Resource: 'execute-api:/*',
-        Condition: { StringNotEquals: { 'aws:PrincipalAccount': account } },
-      },
     ]);
   });
 
-  it('allowedOrgId: admits the organization, never the whole API to the deploying account', () => {
+  it('allowedOrgId: fences the API to the organization, and allows nobody by itself', () => {
     const { template } = synth({ ...shipped, allowedOrgId: 'o-a1b2c3d4e5' });
     assert.deepEqual(apiPolicy(template), [
       {
@@ -179,21 +172,10 @@ describe('the API resource policy', () => {
         Resource: 'execute-api:/*',
         Condition: { StringNotEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
       },
-      {
-        Sid: 'AllowAdmittedOrganization',
-        Effect: 'Allow',
-        Principal: { AWS: '*' },
-        Action: 'execute-api:Invoke',
-        Resource: 'execute-api:/*',
-        Condition: {
-          StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' },
-          StringNotEquals: { 'aws:PrincipalAccount': account },
-        },
-      },
     ]);
   });
 
-  it('accounts and organization together: a caller passes by either', () => {
+  it('accounts and organization together: a caller passes the fence by either', () => {
     const { template } = synth({ ...shipped, allowedAccounts: ['222222222222'], allowedOrgId: 'o-a1b2c3d4e5' });
     const deny = apiPolicy(template).find((s) => s.Sid === 'DenyOutsideAdmittedCallers');
     assert.deepEqual(deny?.Condition, {
@@ -201,7 +183,7 @@ describe('the API resource policy', () => {
     });
     assert.deepEqual(
       apiPolicy(template).map((s) => s.Sid),
-      ['DenyOutsideAdmittedCallers', 'AllowAdmittedAccounts', 'AllowAdmittedOrganization'],
+      ['DenyOutsideAdmittedCallers'],
     );
   });
 
@@ -221,6 +203,140 @@ describe('the API resource policy', () => {
       Resource: 'execute-api:/*',
       Condition: { StringNotEquals: { 'aws:SourceVpce': ids } },
     });
+  });
+});
+
+/** Each Allow of the API's resource policy as "principal action resource" lines (merged statements split). */
+function allowLines(statements: Statement[]): string[] {
+  return statements
+    .filter((s) => s.Effect === 'Allow')
+    .flatMap((s) =>
+      list((s.Principal as { AWS: string | string[] }).AWS).flatMap((principal) =>
+        list(s.Action).flatMap((action) =>
+          list(s.Resource as string | string[]).map((r) => `${principal} ${action} ${r}`),
+        ),
+      ),
+    )
+    .sort();
+}
+
+/** The API's resource policy as synthesized with validations skipped: what CloudFormation would be handed. */
+function unvalidatedPolicy(tokenBroker: unknown): { statements: Statement[]; json: string } {
+  const { app, stack } = synthStack(tokenBroker);
+  const template = app.synth({ skipValidation: true }).getStackByName(stack.stackName).template;
+  const api = Object.values(template.Resources as Record<string, { Type: string; Properties: Json }>).find(
+    (r) => r.Type === 'AWS::ApiGateway::RestApi',
+  );
+  const policy = api?.Properties.Policy as { Statement: Statement[] };
+  return { statements: policy.Statement, json: JSON.stringify(policy) };
+}
+
+/** `count` clients, each with its own fetching and its own admin principal in another account. */
+function crossAccountClients(count: number, fetchersPerClient = 1) {
+  const client = {
+    wellKnownUrl: 'https://idp.example/.well-known/openid-configuration',
+    secretName: 'x',
+    scopes: ['r'],
+  };
+  return Object.fromEntries(
+    Array.from({ length: count }, (_, c) => [
+      `c${c}`,
+      {
+        ...client,
+        allowedPrincipals: Array.from(
+          { length: fetchersPerClient },
+          (_, i) => `arn:aws:iam::222222222222:role/app-${c}-${i}`,
+        ),
+        adminPrincipals: [`arn:aws:iam::222222222222:role/ops-${c}`],
+      },
+    ]),
+  );
+}
+
+describe('cross-account callers are admitted by name on their routes, never by account (issue 10)', () => {
+  const outsiderApp = 'arn:aws:iam::222222222222:role/app';
+  const outsiderOps = 'arn:aws:iam::222222222222:role/ops';
+  const outsiderRoot = 'arn:aws:iam::333333333333:root';
+  const insider = `arn:aws:iam::${account}:role/local`;
+  const clients = {
+    bwell: { ...bwell, allowedPrincipals: [outsiderApp], adminPrincipals: [outsiderOps] },
+    'acme-labs': { ...bwell, allowedPrincipals: [insider, outsiderRoot] },
+  };
+  const expected = [
+    `${outsiderApp} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`,
+    `${outsiderOps} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`,
+    `${insider} execute-api:Invoke execute-api:/v1/POST/clients/acme-labs/token`,
+    `${outsiderRoot} execute-api:Invoke execute-api:/v1/POST/clients/acme-labs/token`,
+  ].sort();
+  const fences = {
+    allowedAccounts: { allowedAccounts: [account, '222222222222', '333333333333'] },
+    allowedOrgId: { allowedOrgId: 'o-a1b2c3d4e5' },
+    'both together': { allowedAccounts: [account], allowedOrgId: 'o-a1b2c3d4e5' },
+  };
+
+  for (const [name, fence] of Object.entries(fences)) {
+    it(`${name}: every Allow names configured principals, each on an exact client route`, () => {
+      const { template } = synth({ ...fence, clients });
+      const routes = new Set(
+        ['bwell', 'acme-labs'].flatMap((c) => ['POST', 'DELETE'].map((m) => `execute-api:/v1/${m}/clients/${c}/token`)),
+      );
+      const configured = new Set([outsiderApp, outsiderOps, outsiderRoot, insider]);
+      const allows = apiPolicy(template).filter((s) => s.Effect === 'Allow');
+      assert.ok(allows.length > 0, 'the configured principals are allowed');
+      for (const statement of allows) {
+        for (const resource of list(statement.Resource as string | string[])) {
+          assert.ok(routes.has(resource), `${statement.Sid ?? 'an Allow'} on ${resource}`);
+        }
+        for (const principal of list((statement.Principal as { AWS: string | string[] }).AWS)) {
+          assert.ok(configured.has(principal), `${statement.Sid ?? 'an Allow'} names ${principal}`);
+        }
+        assert.equal(statement.Condition, undefined, 'no account-wide allow by condition');
+      }
+    });
+
+    it(`${name}: a configured principal of another account is allowed exactly its routes`, () => {
+      const { template } = synth({ ...fence, clients });
+      assert.deepEqual(allowLines(apiPolicy(template)), expected);
+    });
+  }
+
+  it('fails the synth when the resource policy would exceed 8,192 characters, naming the size, the limit and the way out', () => {
+    const { stack } = synthStack({ allowedAccounts: [account, '222222222222'], clients: crossAccountClients(8, 24) });
+    assert.throws(
+      () => Template.fromStack(stack),
+      (error: unknown) => {
+        const message = error instanceof Error ? error.message : '';
+        assert.match(message, /the API's resource policy would be (\d+) characters/);
+        assert.ok(Number(/would be (\d+) characters/.exec(message)?.[1]) > 8192, message);
+        assert.match(message, /limit of 8192/);
+        assert.match(message, /fewer principals per client/i);
+        assert.match(message, /identity policies/);
+        return true;
+      },
+    );
+  });
+
+  it('counts execute-api resources at the length of the full ARNs API Gateway stores', () => {
+    const tokenBroker = { allowedAccounts: [account, '222222222222'], clients: crossAccountClients(20) };
+    const { json } = unvalidatedPolicy(tokenBroker);
+    assert.ok(json.length < 8192, `as synthesized: ${json.length} characters`);
+    assert.throws(() => synth(tokenBroker).template, /resource policy would be \d+ characters/);
+  });
+
+  it('checks grants made after construction', () => {
+    const tokenBroker = { allowedAccounts: [account, '222222222222'], clients: crossAccountClients(12) };
+    assert.doesNotThrow(() => synth(tokenBroker).template);
+    const { stack, broker } = synth(tokenBroker);
+    for (let i = 0; i < 120; i++) {
+      broker.grantFetchToken(new iam.ArnPrincipal(`arn:aws:iam::222222222222:role/late-${i}`), `c${i % 12}`);
+    }
+    assert.throws(() => Template.fromStack(stack), /resource policy would be \d+ characters/);
+  });
+
+  it('fails the synth when a grant would allow every principal on a route', () => {
+    const { stack, broker } = synth({ ...shipped, allowedAccounts: [account, '222222222222'] });
+    broker.grantFetchToken(new iam.AnyPrincipal(), 'bwell');
+    assert.throws(() => Template.fromStack(stack), /allows every principal \("\*"\)/);
   });
 });
 

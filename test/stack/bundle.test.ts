@@ -13,7 +13,7 @@ import type { LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { esmRequireBanner } from '../../lib/lambda-bundle.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
-import { lambdaContext } from '../support/lambda-context.js';
+import { apiGatewayContext } from '../support/lambda-context.js';
 import { type LocalParts, startLocalParts } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
 
@@ -44,7 +44,7 @@ function invokeBundle(bundle: string, env: NodeJS.ProcessEnv, event: unknown): P
         ...env,
         TEST_BUNDLE_URL: pathToFileURL(bundle).href,
         TEST_EVENT: JSON.stringify(event),
-        TEST_CONTEXT: JSON.stringify(lambdaContext()),
+        TEST_CONTEXT: JSON.stringify(apiGatewayContext()),
       },
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });

@@ -95,7 +95,6 @@ describe('cdk-nag AwsSolutions', () => {
     assert.deepEqual(
       [...acknowledged.keys()].sort(),
       [
-        '@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias',
         'AwsSolutions-APIG3',
         'AwsSolutions-COG4',
         'AwsSolutions-DDB3',

@@ -5,6 +5,7 @@ import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { partitionKey, ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 
@@ -122,7 +123,7 @@ describe('the function', () => {
 
 describe('the REST API', () => {
   const { template, stack } = synth(twoClients);
-  const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
+  const apiAliasId = onlyLogicalId(template, 'AWS::Lambda::Alias', { Name: apiGatewayAliasName });
 
   it('authorizes every method, OPTIONS included, with AWS_IAM', () => {
     const methods = template.findResources('AWS::ApiGateway::Method');
@@ -132,7 +133,7 @@ describe('the REST API', () => {
     }
   });
 
-  it('has the one resource /clients/{client}/token: POST (token) and DELETE (invalidation), Lambda proxies', () => {
+  it('has the one resource /clients/{client}/token: POST (token) and DELETE (invalidation), Lambda proxies to the API Gateway alias', () => {
     template.resourceCountIs('AWS::ApiGateway::Method', 2);
     const parts = Object.values(template.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
     assert.deepEqual(parts.sort(), ['clients', 'token', '{client}']);
@@ -147,7 +148,7 @@ describe('the REST API', () => {
       Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
     });
     for (const method of Object.values(template.findResources('AWS::ApiGateway::Method'))) {
-      assert.match(JSON.stringify(method.Properties.Integration.Uri), new RegExp(`"${fnId}","Arn"`));
+      assert.match(JSON.stringify(method.Properties.Integration.Uri), new RegExp(`\\{"Ref":"${apiAliasId}"\\}`));
     }
   });
 
@@ -223,13 +224,13 @@ describe('the REST API', () => {
     });
   });
 
-  it('grants API Gateway invoke on the unqualified function for these two methods only', () => {
+  it('grants API Gateway invoke on its alias for these two methods only', () => {
     const permissions = Object.values(template.findResources('AWS::Lambda::Permission')).filter(
       (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
     );
     assert.equal(permissions.length, 2, 'one per method, no test-invoke permission');
     for (const permission of permissions) {
-      assert.deepEqual(permission.Properties.FunctionName, { 'Fn::GetAtt': [fnId, 'Arn'] });
+      assert.deepEqual(permission.Properties.FunctionName, { Ref: apiAliasId });
     }
     const sources = permissions.map((p) => JSON.stringify(stack.resolve(p.Properties.SourceArn))).sort();
     assert.match(sources[0] ?? '', /\/DELETE\/clients\/\*\/token"/);
@@ -237,14 +238,17 @@ describe('the REST API', () => {
   });
 });
 
-describe('two Lambda aliases per client', () => {
+describe('two Lambda aliases per client, and one for API Gateway', () => {
   const { template } = synth(twoClients);
 
-  it('names them <client> and <client>_admin, all on the one published version', () => {
+  it('names them <client>, <client>_admin and api_gateway, all on the one published version', () => {
     const versionId = onlyLogicalId(template, 'AWS::Lambda::Version');
     const fnId = onlyLogicalId(template, 'AWS::Lambda::Function');
     const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
-    assert.deepEqual(aliases.map((a) => a.Name).sort(), ['acme-labs', 'acme-labs_admin', 'bwell', 'bwell_admin']);
+    assert.deepEqual(
+      aliases.map((a) => a.Name).sort(),
+      ['acme-labs', 'acme-labs_admin', apiGatewayAliasName, 'bwell', 'bwell_admin'].sort(),
+    );
     for (const alias of aliases) {
       assert.deepEqual(alias.FunctionName, { Ref: fnId });
       assert.deepEqual(alias.FunctionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });

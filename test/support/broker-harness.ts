@@ -12,7 +12,7 @@ import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
-import { lambdaContext } from './lambda-context.js';
+import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
 import { startStallingIdp } from './stalling-idp.js';
@@ -162,7 +162,7 @@ export async function startBrokerHarness() {
     client: string,
     options: HttpOptions = {},
   ): Promise<HttpAnswer> => {
-    const result = (await through(httpEvent(client, options), context())) as APIGatewayProxyResult;
+    const result = (await through(httpEvent(client, options), apiGatewayContext())) as APIGatewayProxyResult;
     return { ...result, json: JSON.parse(result.body) as Record<string, unknown> };
   };
 

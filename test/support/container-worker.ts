@@ -23,7 +23,7 @@ import type { APIGatewayProxyResult } from 'aws-lambda';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
-import { lambdaContext } from './lambda-context.js';
+import { apiGatewayContext } from './lambda-context.js';
 
 /** What one request of a worker came back with. */
 export interface ContainerRequestResult {
@@ -125,10 +125,7 @@ async function main(): Promise<void> {
           body: scope === undefined ? null : JSON.stringify({ scope }),
           callerArn: caller,
         });
-        const answer = (await handler(
-          event,
-          lambdaContext(undefined, `container-${process.pid}`),
-        )) as APIGatewayProxyResult;
+        const answer = (await handler(event, apiGatewayContext(`container-${process.pid}`))) as APIGatewayProxyResult;
         const body = JSON.parse(answer.body) as Record<string, unknown>;
         const cache = outcomes.get(index);
         return {

@@ -9,6 +9,7 @@ import type {
   StoredToken,
   TokenCache,
   TokenEndpoint,
+  TokenLease,
   TokenRequest,
 } from '../../lambdas/core/ports.js';
 
@@ -49,7 +50,10 @@ export class MapTokenCache implements TokenCache {
     const existing = this.items.get(cacheKey);
     if (existing === undefined || existing.expiresAt < token.expiresAt) this.items.set(cacheKey, token);
   }
+  /** Calls to acquireLease, won or lost. */
+  leaseAttempts = 0;
   async acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean> {
+    this.leaseAttempts++;
     this.check();
     const lease = this.leases.get(cacheKey);
     if (lease !== undefined && lease.until >= now && lease.holder !== holder) return false;
@@ -59,6 +63,13 @@ export class MapTokenCache implements TokenCache {
   async releaseLease(cacheKey: string, holder: string): Promise<void> {
     this.check();
     if (this.leases.get(cacheKey)?.holder === holder) this.leases.delete(cacheKey);
+  }
+  leaseReads = 0;
+  async readLease(cacheKey: string): Promise<TokenLease | undefined> {
+    this.leaseReads++;
+    this.check();
+    const lease = this.leases.get(cacheKey);
+    return lease === undefined ? undefined : { ...lease };
   }
   readonly revocations = new Map<string, number>();
   revocationReads = 0;

@@ -22,7 +22,7 @@ import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '.
 import { httpEvent, ShiftedClock } from './broker-harness.js';
 import { CountingMetrics } from './fakes.js';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.js';
-import { lambdaContext } from './lambda-context.js';
+import { apiGatewayContext } from './lambda-context.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
 import { loadTestTls } from './tls.js';
 
@@ -108,7 +108,7 @@ export async function startFaultsHarness() {
   /** Every access token a caller received or the test injected, for the leak checks. */
   const tokens = new Set<string>();
 
-  const context = () => lambdaContext(undefined, 'faults');
+  const context = () => apiGatewayContext('faults');
 
   return {
     proxy,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Context } from 'aws-lambda';
+import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
 
 export const functionArn = 'arn:aws:lambda:us-east-1:123456789012:function:token-broker';
 
@@ -19,4 +20,9 @@ export function lambdaContext(qualifier?: string, logStreamName = 'test'): Conte
     fail: () => {},
     succeed: () => {},
   };
+}
+
+/** The Lambda context of an invocation by API Gateway: through the alias the stack gives it. */
+export function apiGatewayContext(logStreamName = 'test'): Context {
+  return lambdaContext(apiGatewayAliasName, logStreamName);
 }

@@ -74,10 +74,12 @@ describe('TokenBroker', () => {
     assert.equal(result.response.scope, 'system/*.read');
   });
 
-  it('sends no scope for a client without a default scope when none is asked for', async () => {
-    const { broker, endpoint } = setup();
-    await broker.getToken({ client: 'plain' });
-    assert.equal(endpoint.requests[0]?.scope, '');
+  it('requests every allowed scope for a client without a default scope when none is asked for', async () => {
+    const { broker, endpoint, cache } = setup();
+    const result = await broker.getToken({ client: 'plain' });
+    assert.equal(endpoint.requests[0]?.scope, 'a b');
+    assert.equal(result.response.scope, 'a b');
+    assert.deepEqual([...cache.items.keys()], ['plain#a b']);
   });
 
   it('shares one token between scope strings naming the same set', async () => {
@@ -106,6 +108,20 @@ describe('TokenBroker', () => {
     await rejectsWith(broker.getToken({ client: 'bwell', scope: 'x'.repeat(10_000) }), 'invalid_scope');
     await rejectsWith(broker.getToken({ client: 'bwell', scope: '   ' }), 'invalid_scope');
     assert.equal(endpoint.calls, 0);
+  });
+
+  it('names only the first few refused scopes in an invalid_scope error', async () => {
+    const { broker } = setup();
+    // Eleven scopes of 90 characters: within the 1024-character limit on a request, far over what an error repeats.
+    const refused = Array.from({ length: 11 }, (_, i) => `refused-${String(i).padStart(2, '0')}-${'x'.repeat(79)}`);
+    await assert.rejects(broker.getToken({ client: 'bwell', scope: refused.join(' ') }), (error: unknown) => {
+      assert.ok(error instanceof BrokerError && error.code === 'invalid_scope');
+      assert.match(error.message, /^client bwell is not allowed scope refused-00-x+/);
+      assert.match(error.message, /\(and 8 more\)$/);
+      assert.ok(error.message.length <= 300, `${error.message.length} characters`);
+      assert.ok(!error.message.includes('refused-03'));
+      return true;
+    });
   });
 
   it('reports the true remaining lifetime in whole seconds', async () => {
@@ -245,8 +261,48 @@ describe('TokenBroker', () => {
     assert.equal(omitted.response.scope, 'system/*.write');
   });
 
-  it('hands out a token shorter-lived than the window once, then fetches anew', async () => {
-    const { broker, endpoint } = setup();
+  it('refuses a token granted a scope outside the client configuration: 502, never cached or served', async () => {
+    const { broker, endpoint, cache, logger } = setup();
+    const outside = 'system/*.admin';
+    endpoint.answerWith(async (_request, call) => ({
+      accessToken: `overreaching-${call}`,
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      scope: `system/*.read ${outside}`,
+    }));
+    await assert.rejects(broker.getToken({ client: 'bwell' }), (error: unknown) => {
+      assert.ok(error instanceof BrokerError && error.code === 'upstream_error' && error.status === 502);
+      assert.match(error.message, /client bwell granted 1 scope outside/);
+      assert.ok(!error.message.includes(outside), 'the granted scope is not echoed');
+      return true;
+    });
+    assert.equal(endpoint.calls, 1);
+    assert.equal(cache.items.size, 0, 'nothing in the table');
+    assert.equal(cache.puts, 0);
+    assert.ok(logger.lines.every((line) => !JSON.stringify(line).includes(outside)));
+    assert.ok(logger.lines.every((line) => !JSON.stringify(line).includes('overreaching')));
+    // Nothing in memory either: the next request calls again.
+    await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('keeps serving the current token when its renewal is granted a scope outside the configuration', async () => {
+    const { broker, clock, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance(3301_000);
+    endpoint.answerWith(async () => ({
+      accessToken: 'overreaching',
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      scope: 'system/*.read other',
+    }));
+    const stale = await broker.getToken({ client: 'bwell' });
+    assert.equal(stale.cache, 'stale-served');
+    assert.equal(stale.response.access_token, 'token-1');
+  });
+
+  it('serves a token shorter-lived than the window from memory, scaling the window to a quarter of its life', async () => {
+    const { broker, clock, endpoint } = setup();
     endpoint.answerWith(async (_request, call) => ({
       accessToken: `short-${call}`,
       tokenType: 'Bearer',
@@ -255,9 +311,34 @@ describe('TokenBroker', () => {
     }));
     const first = await broker.getToken({ client: 'bwell' });
     assert.equal(first.response.expires_in, 30);
-    const second = await broker.getToken({ client: 'bwell' });
-    assert.equal(second.response.access_token, 'short-2');
+    for (let second = 1; second <= 20; second++) {
+      clock.advance(1_000);
+      const later = await broker.getToken({ client: 'bwell' });
+      assert.equal(later.cache, 'memory');
+      assert.equal(later.response.access_token, 'short-1');
+      assert.equal(later.response.expires_in, 30 - second, 'the true remaining lifetime');
+    }
+    assert.equal(endpoint.calls, 1);
+    // 30 s / 4 = 7.5 s: renewed once less than that remains, before the token expires.
+    clock.advance(2_000);
+    assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'short-1');
+    clock.advance(1_000);
+    const renewed = await broker.getToken({ client: 'bwell' });
+    assert.equal(renewed.cache, 'fetched');
+    assert.equal(renewed.response.access_token, 'short-2');
+    assert.equal(renewed.response.expires_in, 30);
     assert.equal(endpoint.calls, 2);
+  });
+
+  it('serves a short-lived token another container stored from the table', async () => {
+    const { broker, newBroker, clock, endpoint } = setup();
+    endpoint.answerWith(async () => ({ accessToken: 'short', tokenType: 'Bearer', expiresIn: 45, scope: undefined }));
+    await broker.getToken({ client: 'bwell' });
+    clock.advance(10_000);
+    const elsewhere = await newBroker().getToken({ client: 'bwell' });
+    assert.equal(elsewhere.cache, 'table');
+    assert.equal(elsewhere.response.expires_in, 35);
+    assert.equal(endpoint.calls, 1);
   });
 
   it('keeps serving through the endpoint when the shared cache fails, and logs it', async () => {
@@ -270,6 +351,22 @@ describe('TokenBroker', () => {
     assert.equal(endpoint.calls, 1);
     assert.ok(logger.lines.every((line) => line.level === 'warn' && /token table/.test(line.message)));
     assert.ok(logger.lines.length >= 2);
+  });
+
+  it('keeps serving from memory when the revocation check cannot read the table, and logs and counts it', async () => {
+    const { broker, clock, cache, endpoint, logger, metrics } = setup();
+    await broker.getToken({ client: 'bwell' });
+    clock.advance(31_000);
+    cache.failing = true;
+    const errors = metrics.of('SharedCacheErrors');
+    assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+    assert.equal(cache.revocationReads, 1);
+    assert.equal(metrics.of('SharedCacheErrors'), errors + 1);
+    assert.ok(logger.lines.some((line) => line.level === 'warn' && /revocation check failed/.test(line.message)));
+    // The next look comes an interval later, not on every request.
+    assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+    assert.equal(cache.revocationReads, 1);
+    assert.equal(endpoint.calls, 1);
   });
 
   it('rejects a refresh window that is not a whole number of seconds', () => {
@@ -380,6 +477,104 @@ describe('TokenBroker', () => {
       assert.equal(endpoint.calls, 1);
     });
 
+    const key = 'bwell#system/*.read';
+    const codesOf = (outcomes: PromiseSettledResult<unknown>[]) =>
+      outcomes
+        .map((outcome) =>
+          outcome.status === 'fulfilled'
+            ? 'served'
+            : outcome.reason instanceof BrokerError
+              ? outcome.reason.code
+              : 'crash',
+        )
+        .sort();
+    const refusalsOf = (outcomes: PromiseSettledResult<unknown>[]) =>
+      outcomes.flatMap((outcome) =>
+        outcome.status === 'rejected' && outcome.reason instanceof BrokerError && outcome.reason.code === 'unavailable'
+          ? [outcome.reason.message]
+          : [],
+      );
+
+    it('lets only the lease holder call a provider that fails fast; the waiting containers do not call it', async () => {
+      const { newBroker, endpoint, cache } = setup();
+      const containers = Array.from({ length: 10 }, () => newBroker());
+      endpoint.answerWith(async () => {
+        // Fails once every container has asked for the lease: the nine that lost it are waiting on it.
+        while (cache.leaseAttempts < containers.length) await new Promise((resolve) => setImmediate(resolve));
+        throw new BrokerError('upstream_error', 'the token endpoint of client bwell refused the request (HTTP 400)');
+      });
+      const outcomes = await Promise.allSettled(containers.map((container) => container.getToken({ client: 'bwell' })));
+      assert.equal(endpoint.calls, 1);
+      assert.deepEqual(codesOf(outcomes), ['unavailable', ...Array(8).fill('unavailable'), 'upstream_error'].sort());
+      for (const message of refusalsOf(outcomes)) {
+        assert.equal(message, 'another request for a token of client bwell just failed; retry in a moment');
+      }
+      assert.equal(cache.leases.size, 0, 'the holder released its lease');
+    });
+
+    it('lets only the lease holder call a provider slower than the lease, within a deadline before its lease ends', async () => {
+      const { newBroker, endpoint, cache, clock } = setup();
+      const leaseEnds: number[] = [];
+      endpoint.answerWith(async (request) => {
+        leaseEnds.push(cache.leases.get(key)?.until ?? Number.NaN);
+        // This provider answers after 8 s; the adapter gives up at the deadline it is handed, if any.
+        const answersAt = clock.now() + 8_000;
+        const givesUpAt = request.deadline ?? Number.POSITIVE_INFINITY;
+        await clock.sleep(Math.min(answersAt, givesUpAt) - clock.now());
+        if (givesUpAt < answersAt) {
+          throw new BrokerError('upstream_timeout', 'the token endpoint of client bwell did not answer in time');
+        }
+        return { accessToken: 'late', tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const started = clock.now();
+      const containers = Array.from({ length: 10 }, () => newBroker());
+      const outcomes = await Promise.allSettled(containers.map((container) => container.getToken({ client: 'bwell' })));
+      assert.equal(endpoint.calls, 1);
+      assert.deepEqual(codesOf(outcomes), [...Array(9).fill('unavailable'), 'upstream_timeout'].sort());
+      const deadline = endpoint.requests[0]?.deadline ?? Number.NaN;
+      assert.ok(deadline - started <= 5_000, 'the default upstream budget, counted from taking the lease');
+      assert.ok(deadline < (leaseEnds[0] ?? Number.NaN), 'the deadline falls before the lease ends');
+    });
+
+    it('lets exactly one waiting container take over a lapsed lease; the others are served its token', async () => {
+      const { newBroker, cache, clock, endpoint } = setup();
+      cache.leases.set(key, { holder: 'dead-container', until: clock.now() + 7_000 });
+      endpoint.answerWith(async (_request, call) => {
+        await clock.sleep(1_000);
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const containers = Array.from({ length: 5 }, () => newBroker());
+      const results = await Promise.all(containers.map((container) => container.getToken({ client: 'bwell' })));
+      assert.equal(endpoint.calls, 1);
+      assert.ok(results.every((result) => result.response.access_token === 'token-1'));
+      assert.deepEqual(results.map((result) => result.cache).sort(), ['fetched', 'table', 'table', 'table', 'table']);
+    });
+
+    it('never calls after losing a takeover: the losers wait on the new holder and answer its failure', async () => {
+      const { newBroker, cache, clock, endpoint } = setup();
+      cache.leases.set(key, { holder: 'dead-container', until: clock.now() + 7_000 });
+      endpoint.answerWith(async (request) => {
+        await clock.sleep((request.deadline ?? clock.now() + 8_000) - clock.now());
+        throw new BrokerError('upstream_timeout', 'the token endpoint of client bwell did not answer in time');
+      });
+      const containers = Array.from({ length: 5 }, () => newBroker());
+      const outcomes = await Promise.allSettled(containers.map((container) => container.getToken({ client: 'bwell' })));
+      assert.equal(endpoint.calls, 1);
+      assert.deepEqual(codesOf(outcomes), [...Array(4).fill('unavailable'), 'upstream_timeout'].sort());
+    });
+
+    it('does not retry invalid_client with a re-read secret once the deadline has passed', async () => {
+      const { broker, endpoint, secrets, clock } = setup();
+      endpoint.answerWith(async (request) => {
+        await clock.sleep((request.deadline ?? clock.now() + 6_000) - clock.now());
+        throw new BrokerError('upstream_error', 'refused: invalid_client', { upstreamError: 'invalid_client' });
+      });
+      secrets.getCredentials = async (_name, _client, options) =>
+        options?.refresh ? { clientId: 'id', clientSecret: 'rotated' } : { clientId: 'id', clientSecret: 'old' };
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(endpoint.calls, 1);
+    });
+
     it('goes ahead alone when the table cannot hold a lease', async () => {
       const { broker, cache, endpoint, metrics } = setup();
       cache.failing = true;
@@ -434,27 +629,54 @@ describe('TokenBroker', () => {
       await broker.getToken({ client: 'bwell' });
       await broker.getToken({ client: 'plain' });
       assert.deepEqual(await broker.invalidate('bwell'), { dropped: 1 });
-      assert.deepEqual([...cache.items.keys()], ['plain#']);
+      assert.deepEqual([...cache.items.keys()], ['plain#a b']);
       const again = await broker.getToken({ client: 'bwell' });
       assert.equal(again.cache, 'fetched');
       assert.equal((await broker.getToken({ client: 'plain' })).cache, 'memory');
       assert.equal(endpoint.calls, 3);
     });
 
-    it('makes other containers drop their copies within the revocation check interval, off the caller path', async () => {
+    it('makes other containers drop their copies within the revocation check interval', async () => {
       const { broker, newBroker, clock, cache, endpoint } = setup();
       await broker.getToken({ client: 'bwell' });
       await newBroker().invalidate('bwell');
       clock.advance(29_000);
+      const gets = cache.gets;
       assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
       assert.equal(cache.revocationReads, 0, 'no revocation look within the first interval');
+      assert.equal(cache.gets, gets, 'a memory hit within the interval does no I/O');
       clock.advance(2_000);
-      // This answer still comes from memory: the look happens in the background.
-      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
-      await new Promise((resolve) => setImmediate(resolve));
+      // The look happens before the answer: a container frozen between requests runs nothing in the background.
+      const after = await broker.getToken({ client: 'bwell' });
       assert.equal(cache.revocationReads, 1);
-      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'fetched');
+      assert.equal(after.cache, 'fetched');
+      assert.equal(after.response.access_token, 'token-2');
       assert.equal(endpoint.calls, 2);
+    });
+
+    it('does not serve a token another container revoked once the interval has passed', async () => {
+      const { broker, newBroker, clock, endpoint } = setup();
+      const revoked = await broker.getToken({ client: 'bwell' });
+      await newBroker().invalidate('bwell');
+      clock.advance(31_000);
+      const answer = await broker.getToken({ client: 'bwell' });
+      assert.notEqual(answer.response.access_token, revoked.response.access_token);
+      assert.equal(answer.cache, 'fetched');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('makes concurrent requests share one revocation check, and serves none of them the revoked token', async () => {
+      const { broker, newBroker, clock, cache } = setup();
+      const revoked = await broker.getToken({ client: 'bwell' });
+      await newBroker().invalidate('bwell');
+      clock.advance(31_000);
+      const answers = await Promise.all(Array.from({ length: 10 }, () => broker.getToken({ client: 'bwell' })));
+      assert.equal(cache.revocationReads, 1, 'one look for all of them');
+      assert.ok(answers.every((answer) => answer.response.access_token !== revoked.response.access_token));
+      // Checked just now: the next memory hit does no I/O.
+      const reads = cache.revocationReads;
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+      assert.equal(cache.revocationReads, reads);
     });
 
     it('refuses to invalidate an unknown client', async () => {

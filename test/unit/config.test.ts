@@ -62,6 +62,58 @@ describe('client registry', () => {
     assert.match(problemsOf({ demo: remote }, { allowLoopbackHttp: true }), /must be an https URL/);
   });
 
+  it('accepts tokenEndpointHosts of lowercase host names, with a port only when it is not 443, and keeps them', () => {
+    const hosts = [
+      'auth.example.com',
+      'idp.example.org:8443',
+      'localhost:9443',
+      '127.0.0.1:8443',
+      'xn--bcher-kva.example',
+    ];
+    const registry = parseClientRegistry({ bwell: { ...valid, tokenEndpointHosts: hosts } });
+    assert.deepEqual(registry.bwell?.tokenEndpointHosts, hosts);
+    assert.equal(parseClientRegistry({ bwell: valid }).bwell?.tokenEndpointHosts, undefined);
+  });
+
+  it('refuses tokenEndpointHosts with schemes, paths, wildcards, odd spellings or repeats', () => {
+    const entry = /tokenEndpointHosts\[0\]: must be a lowercase DNS host name/;
+    for (const host of [
+      'https://auth.example.com',
+      'auth.example.com/oauth2/token',
+      '*.example.com',
+      '*',
+      'Auth.Example.com',
+      'auth.example.com.',
+      'auth.example.com:443',
+      'auth.example.com:08443',
+      'auth.example.com:70000',
+      'auth.example.com:',
+      'user@auth.example.com',
+      'auth_example.com',
+      '-auth.example.com',
+      'auth..example.com',
+      '[::1]',
+      '1.2.3',
+      'auth.example.123',
+      ` auth.example.com`,
+      `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(63)}`,
+      '',
+      42,
+    ]) {
+      assert.match(problemsOf({ bwell: { ...valid, tokenEndpointHosts: [host] } }), entry, String(host));
+    }
+    for (const hosts of [[], 'auth.example.com', { host: 'auth.example.com' }, null]) {
+      assert.match(
+        problemsOf({ bwell: { ...valid, tokenEndpointHosts: hosts } }),
+        /clients\.bwell\.tokenEndpointHosts: must be a non-empty array of host names/,
+      );
+    }
+    assert.match(
+      problemsOf({ bwell: { ...valid, tokenEndpointHosts: ['auth.example.com', 'auth.example.com'] } }),
+      /tokenEndpointHosts: must not repeat a host/,
+    );
+  });
+
   it('derives the issuer that the discovery document must name', () => {
     assert.equal(
       discoveryLocation(valid.wellKnownUrl).issuer.href,
