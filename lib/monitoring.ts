@@ -10,10 +10,10 @@ import type { BrokerMetric } from '../lambdas/core/ports.js';
 
 /**
  * What the function's Powertools Metrics emit (`lambdas/entry/lambda-handler.ts`): this namespace, and the
- * default dimension `service` on every metric. An alarm whose dimensions differ watches a metric nobody writes.
+ * default dimension `service` (the function's POWERTOOLS_SERVICE_NAME) on every metric. An alarm whose
+ * dimensions differ watches a metric nobody writes, or another deployment's.
  */
 export const metricsNamespace = 'TokenBroker';
-export const metricsService = 'token-broker';
 
 /** Every metric name the function emits: the broker's counters, the audit's outcomes, and Powertools' own. */
 export type BrokerMetricName =
@@ -37,6 +37,8 @@ export const upstreamErrorRateThresholdPercent = 10;
 
 export interface TokenBrokerMonitoringProps {
   readonly fn: lambda.IFunction;
+  /** The function's Powertools service name: the `service` dimension of the metrics it emits. */
+  readonly serviceName: string;
   readonly api: apigateway.RestApi;
   readonly table: dynamodb.ITable;
   /** Gets every alarm's ALARM and OK notifications. */
@@ -57,12 +59,16 @@ export interface TokenBrokerAlarms {
   readonly sharedCacheErrors: cloudwatch.Alarm;
 }
 
-/** The metric the function emits under `name`, with the dimension Powertools adds to all of them. */
-export function brokerMetric(name: BrokerMetricName, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+/** The metric a function with Powertools service name `service` emits under `name`. */
+export function brokerMetric(
+  service: string,
+  name: BrokerMetricName,
+  options: cloudwatch.MetricOptions = {},
+): cloudwatch.Metric {
   return new cloudwatch.Metric({
     namespace: metricsNamespace,
     metricName: name,
-    dimensionsMap: { service: metricsService },
+    dimensionsMap: { service },
     statistic: cloudwatch.Stats.SUM,
     period: alarmPeriod,
     ...options,
@@ -71,18 +77,23 @@ export function brokerMetric(name: BrokerMetricName, options: cloudwatch.MetricO
 
 /** CloudWatch alarms on the broker's failure signals, and one dashboard of everything it reports. */
 export class TokenBrokerMonitoring extends Construct {
+  /** The `service` dimension the broker's own metrics are read with. */
+  readonly serviceName: string;
   readonly alarms: TokenBrokerAlarms;
   readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: TokenBrokerMonitoringProps) {
     super(scope, id);
-    const { fn, api, table } = props;
+    const { fn, api, table, serviceName } = props;
+    this.serviceName = serviceName;
+    const brokerMetricOf = (name: BrokerMetricName, options: cloudwatch.MetricOptions = {}) =>
+      brokerMetric(serviceName, name, options);
 
     // Failures are only emitted when they happen: a period without any is "no data", filled as 0 failures.
     // Below the minimum of calls the rate reads 0, so one failed call at night is not a 100 % error rate.
     const upstreamErrorRate = new cloudwatch.MathExpression({
       expression: `IF(calls >= ${upstreamErrorRateMinCalls}, 100 * FILL(failures, 0) / calls, 0)`,
-      usingMetrics: { calls: brokerMetric('TokenEndpointCalls'), failures: brokerMetric('TokenEndpointFailures') },
+      usingMetrics: { calls: brokerMetricOf('TokenEndpointCalls'), failures: brokerMetricOf('TokenEndpointFailures') },
       period: alarmPeriod,
       label: 'Token endpoint error rate (%)',
     });
@@ -145,7 +156,7 @@ export class TokenBrokerMonitoring extends Construct {
       ),
       sharedCacheErrors: above(
         'SharedCacheErrors',
-        brokerMetric('SharedCacheErrors'),
+        brokerMetricOf('SharedCacheErrors'),
         0,
         'The broker failed to read or write its DynamoDB cache and fell back to the identity provider. ' +
           'See docs/deploy.md, "Alarms".',
@@ -163,7 +174,7 @@ export class TokenBrokerMonitoring extends Construct {
       defaultInterval: Duration.hours(6),
       periodOverride: cloudwatch.PeriodOverride.AUTO,
     });
-    const count = (name: BrokerMetricName) => brokerMetric(name, { label: name });
+    const count = (name: BrokerMetricName) => brokerMetricOf(name, { label: name });
     const fnMetric = (metricName: string, statistic: string, label: string) =>
       fn.metric(metricName, { statistic, label, period: alarmPeriod });
     const apiMetric = (metricName: string, statistic: string, label: string) =>
@@ -201,8 +212,8 @@ export class TokenBrokerMonitoring extends Construct {
       new cloudwatch.GraphWidget({
         title: 'Upstream latency (token endpoint, retries included)',
         left: [
-          brokerMetric('UpstreamLatency', { statistic: cloudwatch.Stats.p(50), label: 'p50' }),
-          brokerMetric('UpstreamLatency', { statistic: cloudwatch.Stats.p(99), label: 'p99' }),
+          brokerMetricOf('UpstreamLatency', { statistic: cloudwatch.Stats.p(50), label: 'p50' }),
+          brokerMetricOf('UpstreamLatency', { statistic: cloudwatch.Stats.p(99), label: 'p99' }),
         ],
         leftYAxis: { min: 0, label: 'ms', showUnits: false },
         width: 8,
@@ -211,7 +222,7 @@ export class TokenBrokerMonitoring extends Construct {
         title: 'Errors by code',
         left: [
           new cloudwatch.MathExpression({
-            expression: `SEARCH('{${metricsNamespace},ErrorCode,service} MetricName="Errors" service="${metricsService}"', 'Sum', ${alarmPeriod.toSeconds()})`,
+            expression: `SEARCH('{${metricsNamespace},ErrorCode,service} MetricName="Errors" service="${serviceName}"', 'Sum', ${alarmPeriod.toSeconds()})`,
             usingMetrics: {},
             period: alarmPeriod,
             // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudWatch's dynamic label, one line per code.
@@ -228,9 +239,9 @@ export class TokenBrokerMonitoring extends Construct {
           count('LeaseWaits'),
           count('StaleServed'),
           count('SecretReloads'),
-          brokerMetric('ColdStart', {
+          brokerMetricOf('ColdStart', {
             label: 'ColdStart',
-            dimensionsMap: { service: metricsService, function_name: fn.functionName },
+            dimensionsMap: { service: serviceName, function_name: fn.functionName },
           }),
         ],
         width: 8,

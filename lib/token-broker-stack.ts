@@ -12,11 +12,6 @@ export interface TokenBrokerStackProps extends StackProps {
   readonly config: TokenBrokerContext;
 }
 
-/** CloudFormation output ids are alphanumeric; client names are lowercase, so `-` becomes `D` without collisions. */
-export function outputIdFor(prefix: string, clientName: string): string {
-  return `${prefix}${clientName.replace(/-/g, 'D')}`;
-}
-
 export class TokenBrokerStack extends Stack {
   readonly broker: TokenBroker;
 
@@ -31,6 +26,14 @@ export class TokenBrokerStack extends Stack {
       ...(config.vpcEndpointIds === undefined ? {} : { vpcEndpointIds: config.vpcEndpointIds }),
       ...(config.refreshWindowSeconds === undefined ? {} : { refreshWindowSeconds: config.refreshWindowSeconds }),
       ...(alarmTopic === undefined ? {} : { alarmTopic }),
+      ...(config.stage === undefined ? {} : { stageName: config.stage }),
+      ...(config.throttle === undefined ? {} : { throttle: config.throttle }),
+      ...(config.upstreamBudgetMs === undefined ? {} : { upstreamBudgetMs: config.upstreamBudgetMs }),
+      ...(config.refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds: config.refreshAheadMaxSeconds }),
+      ...(config.secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds: config.secretMaxAgeSeconds }),
+      // Each deployment's metrics carry its own stack name as `service`, so its alarms read only its own; the
+      // default deployment keeps the dimension it has always had.
+      ...(this.stackName === defaultStackName ? {} : { serviceName: this.stackName }),
     });
 
     const { broker } = this;
@@ -45,20 +48,8 @@ export class TokenBrokerStack extends Stack {
       value: broker.dashboard.dashboardName,
       description: "CloudWatch dashboard of the broker's metrics",
     });
-    for (const name of broker.clientNames) {
-      new CfnOutput(this, outputIdFor('AliasArn', name), {
-        value: broker.aliasFor(name).functionArn,
-        description: `Lambda alias for direct invocations of client ${name}`,
-      });
-      new CfnOutput(this, outputIdFor('AdminAliasArn', name), {
-        value: broker.adminAliasFor(name).functionArn,
-        description: `Lambda alias for invalidating client ${name}'s cached tokens by direct invoke`,
-      });
-      new CfnOutput(this, outputIdFor('TokenUrl', name), {
-        value: broker.tokenUrlFor(name),
-        description: `Token route of client ${name}`,
-      });
-    }
+    // No output per client: CloudFormation allows 200 outputs per stack, and every client's addresses follow
+    // from these (alias ARN `<FunctionArn>:<client>` or `:<client>_admin`, token URL `<ApiUrl>clients/<client>/token`).
   }
 
   /** CloudWatch alarm actions publish only to a topic in the alarm's own region. */

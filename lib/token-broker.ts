@@ -1,26 +1,48 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import {
+  Annotations,
+  ArnFormat,
+  CfnOutput,
+  CfnResource,
+  Duration,
+  NestedStack,
+  RemovalPolicy,
+  Stack,
+  Stage,
+  Token,
+  Validations,
+} from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { type ICommandHooks, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
+import { checkTimeBudget, functionTimeoutMs } from '../lambdas/core/broker.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
-import { environmentVariables } from '../lambdas/entry/environment.js';
+import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
+import { stageNamePattern } from './context.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-/** The API's one stage. A literal, because the API's resource policy names it and cannot reference the stage. */
-export const stageName = 'v1';
+/**
+ * The API's one stage unless `stageName` says otherwise. Always a literal (never a token), because the API's
+ * resource policy names it and cannot reference the stage.
+ */
+export const defaultStageName = 'v1';
+// Powertools puts the service name in every metric's `service` dimension; CloudWatch allows 1,024 characters.
+const serviceNamePattern = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /**
  * The only resource; `{client}` is the registry's client name, which IAM grants match literally.
@@ -43,10 +65,23 @@ export const tokenPath = (clientName: string) => `/clients/${clientName}/token`;
  */
 const memorySizeMb = 512;
 // Below API Gateway's 29 s integration limit, so a slow identity provider surfaces as the
-// function's own timeout (logged, traced) rather than a gateway 504 that hides it.
-const timeout = Duration.seconds(15);
-// Lambda counts all environment variables against 4 KB; the registry is the one that grows.
-const maxRegistryJsonBytes = 3500;
+// function's own timeout (logged, traced) rather than a gateway 504 that hides it. The runtime checks its
+// upstream budget against the same figure.
+const timeout = Duration.millis(functionTimeoutMs);
+/*
+ * The registry travels in the bundle as this file (Lambda's 4 KB of environment holds about a dozen clients);
+ * TOKEN_BROKER_CLIENTS_FILE names it, relative to LAMBDA_TASK_ROOT.
+ */
+export const registryFileName = 'clients.json';
+/*
+ * Per-client aliases and grants live in this many nested stacks, a client's stack chosen by a hash of its name:
+ * adding or removing a client never moves another client's alias to another stack (which would replace it).
+ * 16 stacks hold ~200 clients with room to spare under CloudFormation's 500 resources per stack.
+ */
+export const clientStackCount = 16;
+// CloudFormation's quotas per template (a nested stack's included).
+const maxResourcesPerStack = 500;
+const maxOutputsPerStack = 200;
 // API Gateway's limit on a REST API's resource policy, in characters as it stores the policy.
 const maxResourcePolicyChars = 8192;
 /*
@@ -81,6 +116,24 @@ export interface TokenBrokerProps {
   readonly refreshWindowSeconds?: number;
   /** Stage throttling. @default 50 requests/s, burst 100 */
   readonly throttle?: ThrottleSettings;
+  /** The API's stage: the first segment of every route and of every execute-api grant. @default 'v1' */
+  readonly stageName?: string;
+  /**
+   * Time for one whole token exchange (discovery, token request, retries), in milliseconds. Synth fails when
+   * a request that waits out a lease and then spends this budget could outlive the function's timeout.
+   * @default 5000 (the function's own default)
+   */
+  readonly upstreamBudgetMs?: number;
+  /** Renewal starts a fifth of a token's lifetime before expiry, at most this many seconds. @default 300 */
+  readonly refreshAheadMaxSeconds?: number;
+  /** How long a container reuses a client secret before reading it again, in seconds. @default 300 */
+  readonly secretMaxAgeSeconds?: number;
+  /**
+   * The function's Powertools service name (POWERTOOLS_SERVICE_NAME): the `service` dimension of its metrics,
+   * which the alarms and the dashboard read. Give each broker in one account and region its own, or their
+   * alarms watch each other's metrics. @default 'token-broker'
+   */
+  readonly serviceName?: string;
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
   /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
@@ -106,16 +159,28 @@ export class TokenBroker extends Construct {
   readonly accessLogGroup: logs.LogGroup;
   readonly api: apigateway.RestApi;
   readonly stage: apigateway.Stage;
+  /** The stage's name, as routes and grants name it. */
+  readonly stageName: string;
+  /** The `service` dimension of the function's metrics (its POWERTOOLS_SERVICE_NAME). */
+  readonly serviceName: string;
   readonly endpointType: apigateway.EndpointType;
   readonly monitoring: TokenBrokerMonitoring;
   private readonly aliases = new Map<string, lambda.Alias>();
   private readonly adminAliases = new Map<string, lambda.Alias>();
+  /** The nested stacks holding per-client resources, by index (see `clientStackIndexOf`). */
+  private readonly clientStackByIndex = new Map<number, NestedStack>();
+  /** Config principals of the deploying account, imported once per nested stack: `<stack index> <arn>`. */
+  private readonly importedPrincipals = new Map<string, iam.IRole | iam.IUser>();
 
   constructor(scope: Construct, id: string, props: TokenBrokerProps) {
     super(scope, id);
     this.clients = parseClientRegistry(props.clients);
     this.clientNames = Object.keys(this.clients);
     checkAdmittedPrincipals(this.clients, props, Stack.of(this).account);
+    checkClientSecrets(this.clients, Stack.of(this));
+    this.stageName = props.stageName ?? defaultStageName;
+    this.serviceName = props.serviceName ?? defaultServiceName;
+    checkDeploymentSettings(props, this.stageName, this.serviceName);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     this.table = new dynamodb.Table(this, 'Tokens', {
@@ -153,7 +218,10 @@ export class TokenBroker extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       description: 'OAuth2 client-credentials token broker',
-      environment: this.functionEnvironment(props.refreshWindowSeconds),
+      environment: {
+        ...this.functionEnvironment(props.refreshWindowSeconds),
+        ...settingsEnvironment(props, this.serviceName),
+      },
       bundling: {
         // Every option comes from lib/lambda-bundle.ts, which the cold-start benchmark bundles with too.
         format: OutputFormat.ESM,
@@ -181,6 +249,7 @@ export class TokenBroker extends Construct {
           Object.entries(lambdaBundle.aliases).map(([from, to]) => [`--alias:${from}`, to]),
         ),
         forceDockerBundling: false,
+        commandHooks: this.registryBundlingHooks(),
       },
     });
     // Every invoke permission is on an alias: API Gateway's on this one, callers' on the client aliases.
@@ -219,7 +288,7 @@ export class TokenBroker extends Construct {
       cloudWatchRole: false,
       defaultMethodOptions: { authorizationType: apigateway.AuthorizationType.IAM },
       deployOptions: {
-        stageName,
+        stageName: this.stageName,
         accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogGroup),
         accessLogFormat: accessLogFormat(),
         loggingLevel: apigateway.MethodLoggingLevel.ERROR,
@@ -246,13 +315,15 @@ export class TokenBroker extends Construct {
     for (const name of this.clientNames) {
       // The handler serves a direct invocation only through the alias named after the requested client,
       // and an invalidation only through the client's admin alias: both on the one published version.
+      // Each client's aliases sit in its nested stack, so that 200 clients fit CloudFormation's quotas.
+      const clientStack = this.clientStackOf(name);
       this.aliases.set(
         name,
-        new lambda.Alias(this, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
+        new lambda.Alias(clientStack, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
       );
       this.adminAliases.set(
         name,
-        new lambda.Alias(this, `AdminAlias-${name}`, {
+        new lambda.Alias(clientStack, `AdminAlias-${name}`, {
           aliasName: adminAliasOf(name),
           version: this.fn.currentVersion,
         }),
@@ -260,18 +331,22 @@ export class TokenBroker extends Construct {
     }
     for (const name of this.clientNames) {
       // Config-declared callers get the same grants the methods below give to constructs.
-      for (const arn of this.clients[name]?.allowedPrincipals ?? []) {
-        const principal = new iam.ArnPrincipal(arn);
+      (this.clients[name]?.allowedPrincipals ?? []).forEach((arn, index) => {
+        const principal = this.configPrincipal(name, 'allowedPrincipals', index, arn);
         this.grantFetchToken(principal, name);
         this.grantInvokeForClient(principal, name);
-      }
-      for (const arn of this.clients[name]?.adminPrincipals ?? []) {
-        this.grantInvalidate(new iam.ArnPrincipal(arn), name);
-      }
+      });
+      (this.clients[name]?.adminPrincipals ?? []).forEach((arn, index) => {
+        this.grantInvalidate(this.configPrincipal(name, 'adminPrincipals', index, arn), name);
+      });
     }
+    this.nameGranteePolicies();
+    // Grants and cross-stack references add resources and outputs until synthesis: counted then.
+    this.node.addValidation({ validate: () => this.checkStackQuotas() });
 
     this.monitoring = new TokenBrokerMonitoring(this, 'Monitoring', {
       fn: this.fn,
+      serviceName: this.serviceName,
       api: this.api,
       table: this.table,
       ...(props.alarmTopic === undefined ? {} : { alarmTopic: props.alarmTopic }),
@@ -281,6 +356,11 @@ export class TokenBroker extends Construct {
   /** The construct's CloudWatch alarms (see docs/deploy.md, "Alarms"). */
   get alarms(): TokenBrokerAlarms {
     return this.monitoring.alarms;
+  }
+
+  /** The nested stacks of the per-client aliases and grants (a client's is `Stack.of(aliasFor(client))`). */
+  get clientStacks(): NestedStack[] {
+    return [...this.clientStackByIndex.values()];
   }
 
   /** The CloudWatch dashboard of the broker's metrics. */
@@ -309,12 +389,12 @@ export class TokenBroker extends Construct {
 
   /** The execute-api ARN of a client's token route: the resource an HTTP grant names. */
   tokenRouteArn(clientName: string): string {
-    return this.api.arnForExecuteApi('POST', tokenPath(this.requireClient(clientName)), stageName);
+    return this.api.arnForExecuteApi('POST', tokenPath(this.requireClient(clientName)), this.stageName);
   }
 
   /** The execute-api ARN of a client's invalidation route (DELETE): the resource an admin HTTP grant names. */
   invalidateRouteArn(clientName: string): string {
-    return this.api.arnForExecuteApi('DELETE', tokenPath(this.requireClient(clientName)), stageName);
+    return this.api.arnForExecuteApi('DELETE', tokenPath(this.requireClient(clientName)), this.stageName);
   }
 
   /**
@@ -328,9 +408,9 @@ export class TokenBroker extends Construct {
     return iam.Grant.addToPrincipalOrResource({
       grantee,
       actions: ['execute-api:Invoke'],
-      resourceArns: [this.api.arnForExecuteApi('POST', path, stageName)],
+      resourceArns: [this.api.arnForExecuteApi('POST', path, this.stageName)],
       // The resource policy belongs to the API itself, which cannot reference its own id.
-      resourceSelfArns: [`execute-api:/${stageName}/POST${path}`],
+      resourceSelfArns: [`execute-api:/${this.stageName}/POST${path}`],
       resource: this.api,
     });
   }
@@ -354,8 +434,8 @@ export class TokenBroker extends Construct {
     const overHttp = iam.Grant.addToPrincipalOrResource({
       grantee,
       actions: ['execute-api:Invoke'],
-      resourceArns: [this.api.arnForExecuteApi('DELETE', path, stageName)],
-      resourceSelfArns: [`execute-api:/${stageName}/DELETE${path}`],
+      resourceArns: [this.api.arnForExecuteApi('DELETE', path, this.stageName)],
+      resourceSelfArns: [`execute-api:/${this.stageName}/DELETE${path}`],
       resource: this.api,
     });
     return overHttp.combine(this.adminAliasFor(clientName).grantInvoke(grantee));
@@ -370,27 +450,144 @@ export class TokenBroker extends Construct {
     return clientName;
   }
 
-  /** What the function needs as JSON: the deployment-only fields stay out of its 4 KB of environment. */
-  private functionEnvironment(refreshWindowSeconds: number | undefined): Record<string, string> {
-    const runtimeRegistry = Object.fromEntries(
-      Object.entries(this.clients).map(
-        ([name, { allowedPrincipals: _principals, adminPrincipals: _admins, secretKmsKeyArn: _key, ...client }]) => [
-          name,
-          client,
-        ],
-      ),
-    );
-    const json = JSON.stringify(runtimeRegistry);
-    const bytes = Buffer.byteLength(json, 'utf8');
-    if (bytes > maxRegistryJsonBytes) {
-      throw new ConfigError(
-        `tokenBroker.clients: the registry is ${bytes} bytes as JSON; it travels in ${environmentVariables.clients} ` +
-          `and Lambda allows 4 KB of environment variables in all (keep it under ${maxRegistryJsonBytes})`,
-      );
+  /**
+   * Copies the runtime registry into the bundle as clients.json once esbuild has run. The JSON is written at
+   * synth time into the cloud assembly, under a name of its content's hash: a changed registry is a changed
+   * file, so a changed bundle and asset hash (NodejsFunction hashes its output), and a changed bundling
+   * command, so CDK's in-process bundling cache never hands one registry's bundle to another. An assembly
+   * inside the project (cdk.out) is also reachable from the Docker fallback, which mounts the project at
+   * inputDir. The commands run in a POSIX shell (local bundling on Linux or macOS, or Docker).
+   */
+  private registryBundlingHooks(): ICommandHooks {
+    const json = this.runtimeRegistryJson();
+    const digest = createHash('sha256').update(json).digest('hex').slice(0, 16);
+    const assembly = resolve(Stage.of(this)?.assetOutdir ?? '.');
+    const file = join(assembly, 'token-broker-registry', `clients-${digest}.json`);
+    if (Stack.of(this).bundlingRequired) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, json);
     }
+    const inProject = relative(repoRoot, file);
+    return {
+      beforeBundling: () => [],
+      beforeInstall: () => [],
+      afterBundling: (inputDir: string, outputDir: string) => {
+        const source =
+          inProject.startsWith('..') || isAbsolute(inProject) ? file : posix.join(inputDir, ...inProject.split(sep));
+        return [`cp ${shellQuoted(source)} ${shellQuoted(posix.join(outputDir, registryFileName))}`];
+      },
+    };
+  }
+
+  /** The nested stack of a client's aliases and grants, created with its first client. */
+  private clientStackOf(clientName: string): NestedStack {
+    const index = clientStackIndexOf(clientName);
+    const existing = this.clientStackByIndex.get(index);
+    if (existing !== undefined) return existing;
+    const created = new NestedStack(this, `Clients${String(index).padStart(2, '0')}`, {
+      description: `token-broker: Lambda aliases and grants of the clients in bucket ${index} of ${clientStackCount}`,
+    });
+    this.clientStackByIndex.set(index, created);
+    return created;
+  }
+
+  /**
+   * What a config principal is granted through. A role or user of the deploying account gets identity
+   * policies, its imported construct shared by every grant in one nested stack so that its statements merge
+   * into one policy there; it is named in no resource policy, which keeps the API's within 8,192 characters.
+   * Account roots and principals of other accounts are named in the resource policies (the API's route
+   * statement and a Lambda permission on the alias): another account's identities cannot be given policies
+   * here. When the deploying account is unknown at synth (an env-agnostic stack), nobody can tell which case
+   * applies: resource policies, which work either way, and a warning.
+   */
+  private configPrincipal(
+    clientName: string,
+    field: 'allowedPrincipals' | 'adminPrincipals',
+    index: number,
+    arn: string,
+  ): iam.IGrantable {
+    const deployingAccount = Stack.of(this).account;
+    if (Token.isUnresolved(deployingAccount)) {
+      Annotations.of(this).addWarningV2(
+        '@token-broker/principal-account-unchecked',
+        `tokenBroker.clients.${clientName}.${field}[${index}]: the stack has no account (env-agnostic), so ` +
+          `whether ${arn} is in the deploying account cannot be checked. It is granted through resource ` +
+          "policies (the API's and a Lambda permission), which count against the API policy's 8,192 characters; " +
+          'give the stack an account (env) to grant principals of that account through identity policies.',
+      );
+      return new iam.ArnPrincipal(arn);
+    }
+    const [, , , , account, resource = ''] = arn.split(':');
+    const kind = resource.split('/')[0];
+    if (account !== deployingAccount || (kind !== 'role' && kind !== 'user')) return new iam.ArnPrincipal(arn);
+    const key = `${clientStackIndexOf(clientName)} ${arn}`;
+    const imported = this.importedPrincipals.get(key);
+    if (imported !== undefined) return imported;
+    const scope = this.clientStackOf(clientName);
+    const id = `Grantee-${createHash('sha256').update(arn).digest('hex').slice(0, 16)}`;
+    const principal =
+      kind === 'role' ? iam.Role.fromRoleArn(scope, id, arn, { mutable: true }) : iam.User.fromUserArn(scope, id, arn);
+    this.importedPrincipals.set(key, principal);
+    return principal;
+  }
+
+  /**
+   * An inline policy's name is unique per role or user, and CDK names one by its logical id, which is the same
+   * in every deployment of this stack: two deployments granting one role would overwrite (and on deletion
+   * remove) each other's policy. The stack name sets them apart.
+   */
+  private nameGranteePolicies(): void {
+    const stackName = Stack.of(this).stackName;
+    for (const [key, principal] of this.importedPrincipals) {
+      // Its one Policy, whose id depends on a feature flag (@aws-cdk/aws-iam:importedRoleStackSafeDefaultPolicyName).
+      const policy = principal.node.children.find((child) => child instanceof iam.Policy);
+      const cfnPolicy = policy?.node.defaultChild;
+      if (!(cfnPolicy instanceof iam.CfnPolicy)) continue;
+      const suffix = `-${key.split(' ')[0]}-${principal.node.id}`;
+      cfnPolicy.policyName = `${stackName.slice(0, 128 - suffix.length)}${suffix}`;
+    }
+  }
+
+  /** CloudFormation's per-template quotas, for the stack the broker is in and each of its nested stacks. */
+  private checkStackQuotas(): string[] {
+    const problems: string[] = [];
+    for (const stack of [Stack.of(this), ...this.clientStacks]) {
+      let resources = 0;
+      let outputs = 0;
+      for (const construct of stack.node.findAll()) {
+        if (Stack.of(construct) !== stack) continue;
+        if (construct instanceof CfnResource) resources += 1;
+        else if (construct instanceof CfnOutput) outputs += 1;
+      }
+      const which = stack.nested
+        ? `nested stack ${stack.node.path} (the aliases and grants of the clients hashed to it)`
+        : `stack ${stack.node.path}`;
+      if (resources > maxResourcesPerStack) {
+        problems.push(
+          `${which} would have ${resources} resources, over CloudFormation's limit of ${maxResourcesPerStack} ` +
+            'per stack: grant fewer principals per client, or split the registry over several deployments',
+        );
+      }
+      if (outputs > maxOutputsPerStack) {
+        problems.push(
+          `${which} would have ${outputs} outputs, over CloudFormation's limit of ${maxOutputsPerStack} per ` +
+            'stack: every reference from another stack to a resource of this one is an output',
+        );
+      }
+    }
+    return problems;
+  }
+
+  /** The registry as the function reads it (clients.json). */
+  private runtimeRegistryJson(): string {
+    return JSON.stringify(runtimeRegistryOf(this.clients));
+  }
+
+  /** What the function needs: its table, where its registry file is, the refresh window when set. */
+  private functionEnvironment(refreshWindowSeconds: number | undefined): Record<string, string> {
     return {
       [environmentVariables.tableName]: this.table.tableName,
-      [environmentVariables.clients]: json,
+      [environmentVariables.clientsFile]: registryFileName,
       ...(refreshWindowSeconds === undefined
         ? {}
         : { [environmentVariables.refreshWindowSeconds]: String(refreshWindowSeconds) }),
@@ -561,6 +758,28 @@ export class TokenBroker extends Construct {
         'application/json': '{"error":"invalid_request","error_description":"$context.error.validationErrorString"}',
       },
     });
+    /*
+     * API Gateway's own refusals answer {"message": ...} unless customized. These are the ones a caller meets
+     * for its own mistakes (no or a bad signature, no grant, an oversized body): they answer in the OAuth shape
+     * too, keeping API Gateway's message (messageString is that message as a quoted JSON string). Throttling
+     * (429) and integration failures (5XX) keep API Gateway's shape: the broker has no error code for them.
+     */
+    const oauthShaped: [apigateway.ResponseType, string, string][] = [
+      [apigateway.ResponseType.ACCESS_DENIED, '403', 'access_denied'],
+      [apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, '403', 'access_denied'],
+      [apigateway.ResponseType.INVALID_SIGNATURE, '403', 'access_denied'],
+      [apigateway.ResponseType.EXPIRED_TOKEN, '403', 'access_denied'],
+      [apigateway.ResponseType.REQUEST_TOO_LARGE, '413', 'invalid_request'],
+    ];
+    for (const [type, statusCode, error] of oauthShaped) {
+      this.api.addGatewayResponse(type.responseType, {
+        type,
+        statusCode,
+        templates: {
+          'application/json': `{"error":"${error}","error_description":$context.error.messageString}`,
+        },
+      });
+    }
 
     const token = this.api.root.addResource('clients').addResource('{client}').addResource('token');
     // Through the alias the handler serves API Gateway's events on; each method adds its own permission to it.
@@ -605,6 +824,74 @@ function principalValues(principal: unknown): unknown[] {
   return Object.values(principal).flatMap((value) => (Array.isArray(value) ? value : [value]));
 }
 
+/** The registry the function runs (its clients.json): without the fields only the deployment uses. */
+export function runtimeRegistryOf(clients: ClientRegistry): Record<string, ClientConfig> {
+  return Object.fromEntries(
+    Object.entries(clients).map(
+      ([name, { allowedPrincipals: _principals, adminPrincipals: _admins, secretKmsKeyArn: _key, ...client }]) => [
+        name,
+        client,
+      ],
+    ),
+  );
+}
+
+/** The nested stack (0 … clientStackCount - 1) a client's aliases and grants live in: a hash of its name only. */
+export function clientStackIndexOf(clientName: string): number {
+  return createHash('sha256').update(clientName).digest().readUInt32BE(0) % clientStackCount;
+}
+
+/** A POSIX shell word for any string: single-quoted, each embedded quote closed, escaped and reopened. */
+function shellQuoted(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+// The six characters Secrets Manager appends to a secret's name in its ARN.
+const secretArnSuffixPattern = /-[A-Za-z0-9]{6}$/;
+
+/**
+ * What synth can see of the client secrets:
+ * - A secret ARN without the suffix Secrets Manager appends (`…:secret:name-AbCdEf`): IAM compares the ARN
+ *   as written, so the grant would never match the secret's real ARN and every read would be denied.
+ * - Two clients on one secret: the same name, or a name and an ARN of the same secret when the stack's account
+ *   and region are known. One secret holds one OAuth client's credentials.
+ */
+function checkClientSecrets(clients: ClientRegistry, stack: Stack): void {
+  const problems: string[] = [];
+  const clientBySecret = new Map<string, string>();
+  const located = !Token.isUnresolved(stack.account) && !Token.isUnresolved(stack.region);
+  for (const [name, { secretName }] of Object.entries(clients)) {
+    const at = `tokenBroker.clients.${name}.secretName`;
+    let identity: string;
+    if (secretName.startsWith('arn:')) {
+      const [, , , region, account, , ...rest] = secretName.split(':');
+      const nameInArn = rest.join(':');
+      if (!secretArnSuffixPattern.test(nameInArn)) {
+        problems.push(
+          `${at}: the ARN ${secretName} lacks the six-character suffix Secrets Manager appends to the name ` +
+            `(…:secret:${nameInArn}-AbCdEf). IAM would compare the ARN as written and never match the real one, ` +
+            "so the function could not read the secret: use the secret's full ARN, or its name",
+        );
+        identity = `${region}:${account}:${nameInArn}`;
+      } else {
+        identity = `${region}:${account}:${nameInArn.replace(secretArnSuffixPattern, '')}`;
+      }
+    } else {
+      identity = located ? `${stack.region}:${stack.account}:${secretName}` : `name:${secretName}`;
+    }
+    const first = clientBySecret.get(identity);
+    if (first === undefined) {
+      clientBySecret.set(identity, name);
+    } else {
+      problems.push(
+        `${at}: the same secret as tokenBroker.clients.${first}.secretName (${clients[first]?.secretName}). A ` +
+          'secret holds one OAuth client: declare that client once with all its scopes, or give each its own secret',
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+}
+
 /** Secret names become ARNs with the `-??????` suffix Secrets Manager appends; full ARNs are used as given. */
 export function secretArnOf(stack: Stack, secretName: string): string {
   if (secretName.startsWith('arn:')) return secretName;
@@ -640,6 +927,50 @@ function accessLogFormat(): apigateway.AccessLogFormat {
       xrayTraceId: field.contextXrayTraceId(),
     }),
   );
+}
+
+/**
+ * The settings the function reads from its environment, each only when configured (the function's defaults
+ * apply otherwise), and the service name its metrics carry.
+ */
+function settingsEnvironment(props: TokenBrokerProps, serviceName: string): Record<string, string> {
+  const optional = (setting: keyof typeof environmentVariables, value: number | undefined) =>
+    value === undefined ? {} : { [environmentVariables[setting]]: String(value) };
+  return {
+    [serviceNameVariable]: serviceName,
+    ...optional('upstreamBudgetMs', props.upstreamBudgetMs),
+    ...optional('refreshAheadMaxSeconds', props.refreshAheadMaxSeconds),
+    ...optional('secretMaxAgeSeconds', props.secretMaxAgeSeconds),
+  };
+}
+
+/**
+ * The construct is also used without the context parser, so its own props are checked here. The upstream
+ * budget is checked by the function the runtime runs at cold start, against the timeout this stack sets: a
+ * budget that fails there would fail every cold start after the deploy.
+ */
+function checkDeploymentSettings(props: TokenBrokerProps, stageName: string, serviceName: string): void {
+  const problems: string[] = [];
+  if (!stageNamePattern.test(stageName)) {
+    problems.push(`tokenBroker.stage: must be an API Gateway stage name (${stageNamePattern.source})`);
+  }
+  if (!serviceNamePattern.test(serviceName)) {
+    problems.push(`serviceName: must be a metric dimension value (${serviceNamePattern.source})`);
+  }
+  if (props.upstreamBudgetMs !== undefined) {
+    const problem = checkTimeBudget({
+      upstreamBudgetMs: props.upstreamBudgetMs,
+      functionTimeoutMs: timeout.toMilliseconds(),
+    });
+    if (problem !== undefined) problems.push(`tokenBroker.upstreamBudgetMs: ${problem}`);
+  }
+  for (const field of ['refreshAheadMaxSeconds', 'secretMaxAgeSeconds'] as const) {
+    const value = props[field];
+    if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
+      problems.push(`tokenBroker.${field}: must be a whole number of at least 0`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
 }
 
 /**

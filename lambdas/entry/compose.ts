@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -13,7 +15,7 @@ import {
   defaultUpstreamBudgetMs,
   TokenBroker,
 } from '../core/broker.js';
-import { ConfigError, parseClientRegistryJson } from '../core/config.js';
+import { type ClientRegistry, ConfigError, type ConfigOptions, parseClientRegistryJson } from '../core/config.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
 import { environmentVariables } from './environment.js';
@@ -37,9 +39,7 @@ export interface BrokerWiring {
  */
 export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: BrokerWiring): TokenBroker {
   const allowLoopbackHttp = wiring.allowLoopbackHttp === true;
-  const clients = parseClientRegistryJson(env[environmentVariables.clients], environmentVariables.clients, {
-    allowLoopbackHttp,
-  });
+  const clients = readClientRegistry(env, { allowLoopbackHttp });
   const tableName = env[environmentVariables.tableName];
   if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
   const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
@@ -75,6 +75,36 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
       traced: tracer === undefined ? untraced : tracedWith(tracer),
     }),
   });
+}
+
+/**
+ * The registry from TOKEN_BROKER_CLIENTS_FILE when set (the deployed function: clients.json in its bundle), else
+ * from TOKEN_BROKER_CLIENTS (the local dev server and the tests). Read once, at cold start.
+ */
+function readClientRegistry(env: NodeJS.ProcessEnv, options: ConfigOptions): ClientRegistry {
+  const file = env[environmentVariables.clientsFile];
+  if (file === undefined || file === '') {
+    return parseClientRegistryJson(env[environmentVariables.clients], environmentVariables.clients, options);
+  }
+  const path = resolve(env.LAMBDA_TASK_ROOT || process.cwd(), file);
+  const source = `${environmentVariables.clientsFile} (${path})`;
+  let json: string;
+  try {
+    json = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new ConfigError(`${source} cannot be read: ${code}`);
+  }
+  if (json.trim() === '') throw new ConfigError(`${source} is empty`);
+  try {
+    return parseClientRegistryJson(json, source, options);
+  } catch (error) {
+    // The registry's own problems name client and field; say which file they are in.
+    if (error instanceof ConfigError && !error.message.startsWith(source)) {
+      throw new ConfigError(`${source}: ${error.message}`);
+    }
+    throw error;
+  }
 }
 
 function wholeNumber(

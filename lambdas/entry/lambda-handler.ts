@@ -4,8 +4,10 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { PowertoolsBrokerMetrics } from '../adapters/observability.js';
 import { createBrokerFromEnvironment } from './compose.js';
 import { createHandler } from './create-handler.js';
+import { defaultServiceName, serviceNameVariable } from './environment.js';
 
-const serviceName = 'token-broker';
+// The stack sets it per deployment: it is the `service` dimension its alarms and dashboard read.
+export const serviceName = process.env[serviceNameVariable] || defaultServiceName;
 export const logger = new Logger({ serviceName });
 export const metrics = new Metrics({ serviceName, namespace: 'TokenBroker' });
 export const tracer = new Tracer({ serviceName, captureHTTPsRequests: false });

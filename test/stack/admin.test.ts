@@ -1,18 +1,34 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ConfigError } from '../../lambdas/core/config.js';
-import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
-import { account, apiPolicy, bwell, callerStatements, list, logicalIdOf, synth as synthStack } from './support.js';
+import { runtimeRegistryOf } from '../../lib/token-broker.js';
+import {
+  account,
+  aliasesOf,
+  aliasIdIn,
+  allTemplates,
+  apiPolicy,
+  bwell,
+  callerStatements,
+  clientTemplate,
+  identityGrantLines,
+  invokePermissions,
+  list,
+  logicalIdOf,
+  synth as synthStack,
+  throughNestedOutput,
+} from './support.js';
 
 /*
  * The administrative side of the broker (issue #6): DELETE /clients/{client}/token and the admin alias
  * <client>_admin, each granted separately from fetching a token.
  */
 
-const twoClients = { clients: { bwell, 'acme-labs': { ...bwell } } };
+const twoClients = { clients: { bwell, 'acme-labs': { ...bwell, secretName: 'token-broker/acme-labs' } } };
 
 const synth = (tokenBroker: unknown = twoClients) => synthStack(tokenBroker);
 
@@ -31,15 +47,6 @@ function routeGrants(template: Template): string[] {
       ),
     )
     .sort();
-}
-
-/** Lambda permissions for principals other than API Gateway, as [action, function, principal]. */
-function invokePermissions(template: Template): unknown[][] {
-  return Object.values(template.findResources('AWS::Lambda::Permission'))
-    .map((p) => p.Properties)
-    .filter((p) => p.Principal !== 'apigateway.amazonaws.com')
-    .map((p) => [p.Action, p.FunctionName, p.Principal])
-    .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 }
 
 describe('the admin route DELETE /clients/{client}/token', () => {
@@ -100,26 +107,28 @@ describe('the admin route DELETE /clients/{client}/token', () => {
 });
 
 describe('one admin alias per client', () => {
-  const { template } = synth();
+  const { template, broker } = synth();
 
   it('is named <client>_admin, as the handler expects, and sits on the same version as the token alias', () => {
     const versionId = logicalIdOf(template, 'AWS::Lambda::Version');
     const fnId = logicalIdOf(template, 'AWS::Lambda::Function');
-    const aliases = Object.values(template.findResources('AWS::Lambda::Alias')).map((a) => a.Properties);
+    const aliases = aliasesOf(template, broker);
     assert.deepEqual(
-      aliases.map((a) => a.Name).sort(),
+      aliases.map((a) => a.name).sort(),
       ['acme-labs', adminAliasOf('acme-labs'), 'bwell', adminAliasOf('bwell'), apiGatewayAliasName].sort(),
     );
     assert.equal(adminAliasOf('bwell'), 'bwell_admin');
     for (const alias of aliases) {
-      assert.deepEqual(alias.FunctionName, { Ref: fnId });
-      assert.deepEqual(alias.FunctionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });
+      assert.deepEqual(alias.functionName, { Ref: fnId });
+      assert.deepEqual(alias.functionVersion, { 'Fn::GetAtt': [versionId, 'Version'] });
     }
   });
 
-  it('is exported as a stack output per client', () => {
-    template.hasOutput('AdminAliasArnbwell', { Value: { Ref: aliasId(template, 'bwell_admin') } });
-    template.hasOutput('AdminAliasArnacmeDlabs', { Value: { Ref: aliasId(template, 'acme-labs_admin') } });
+  it("sits in its client's nested stack, beside the client's token alias", () => {
+    for (const client of ['bwell', 'acme-labs']) {
+      assert.equal(Stack.of(broker.adminAliasFor(client)), Stack.of(broker.aliasFor(client)));
+      assert.equal(Stack.of(broker.adminAliasFor(client)).nested, true);
+    }
   });
 
   it('adminAliasFor returns it, and throws for an unknown client', () => {
@@ -141,19 +150,20 @@ describe('grantInvalidate', () => {
     broker.grantInvalidate(caller, 'bwell');
     const template = Template.fromStack(stack);
     const statements = callerStatements(template, stack);
+    const bwellTemplate = clientTemplate(broker, 'bwell');
     assert.deepEqual(
-      statements.map((s) => [s.Effect, s.Action, s.Resource]),
+      statements.map((s) => [s.Effect, s.Action, throughNestedOutput(broker, s.Resource)]),
       [
         ['Allow', 'execute-api:Invoke', stack.resolve(broker.invalidateRouteArn('bwell'))],
-        ['Allow', 'lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }],
+        ['Allow', 'lambda:InvokeFunction', { Ref: aliasIdIn(bwellTemplate, 'bwell_admin') }],
       ],
     );
     const text = JSON.stringify(statements);
     assert.doesNotMatch(text, /\/POST\//, 'no token route');
-    assert.doesNotMatch(text, /acme-labs/, 'no other client');
-    assert.ok(!text.includes(aliasId(template, 'bwell')), 'not the token alias');
+    assert.doesNotMatch(text, /acme/i, 'no other client');
+    assert.doesNotMatch(text, /ClientAlias/, 'not the token alias');
     assert.equal(apiPolicy(template).length, 1, 'a principal of this account needs no resource-policy entry');
-    assert.deepEqual(invokePermissions(template), [], 'and no Lambda permission');
+    assert.deepEqual(invokePermissions(allTemplates(template, broker)), [], 'and no Lambda permission');
   });
 
   it('returns a grant that succeeded on the principal', () => {
@@ -171,8 +181,12 @@ describe('grantInvalidate', () => {
     assert.deepEqual(routeGrants(template), [
       'arn:aws:iam::222222222222:role/ops execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token',
     ]);
-    assert.deepEqual(invokePermissions(template), [
-      ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }, 'arn:aws:iam::222222222222:role/ops'],
+    assert.deepEqual(invokePermissions(allTemplates(template, broker)), [
+      [
+        'lambda:InvokeFunction',
+        { Ref: aliasIdIn(clientTemplate(broker, 'bwell'), 'bwell_admin') },
+        'arn:aws:iam::222222222222:role/ops',
+      ],
     ]);
   });
 
@@ -183,7 +197,7 @@ describe('grantInvalidate', () => {
     const template = Template.fromStack(stack);
     const text = JSON.stringify(callerStatements(template, stack));
     assert.doesNotMatch(text, /DELETE/);
-    assert.ok(!text.includes(aliasId(template, 'bwell_admin')));
+    assert.doesNotMatch(text, /AdminAlias/);
   });
 
   it('throws for a client the registry does not declare', () => {
@@ -196,49 +210,74 @@ describe('grantInvalidate', () => {
 describe('adminPrincipals in the config', () => {
   const admins = [`arn:aws:iam::${account}:role/ops`, `arn:aws:iam::${account}:user/oncall`];
   const fetcher = `arn:aws:iam::${account}:role/app`;
+  const outsiders = ['arn:aws:iam::222222222222:role/ops', 'arn:aws:iam::222222222222:root'];
+  const acme = { ...bwell, secretName: 'token-broker/acme-labs' };
 
-  it('become exactly the two admin grants on that client, and no fetch grant', () => {
-    const { template } = synth({
-      clients: { bwell: { ...bwell, adminPrincipals: admins }, 'acme-labs': bwell },
+  it('of the deploying account: exactly the two admin grants on that client as identity policies, no fetch grant', () => {
+    const { template, broker } = synth({
+      clients: { bwell: { ...bwell, adminPrincipals: admins }, 'acme-labs': acme },
+    });
+    assert.deepEqual(identityGrantLines(clientTemplate(broker, 'bwell'), template), [
+      'oncall execute-api:Invoke /v1/DELETE/clients/bwell/token',
+      'oncall lambda:InvokeFunction alias/bwell_admin',
+      'ops execute-api:Invoke /v1/DELETE/clients/bwell/token',
+      'ops lambda:InvokeFunction alias/bwell_admin',
+    ]);
+    assert.deepEqual(routeGrants(template), [], 'named in no resource policy');
+    assert.deepEqual(invokePermissions(allTemplates(template, broker)), []);
+  });
+
+  it('of other accounts: exactly the two admin grants on that client in the resource policies', () => {
+    const { template, broker } = synth({
+      allowedAccounts: [account, '222222222222'],
+      clients: { bwell: { ...bwell, adminPrincipals: outsiders }, 'acme-labs': acme },
     });
     assert.deepEqual(
       routeGrants(template),
-      admins.map((arn) => `${arn} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`).sort(),
+      outsiders.map((arn) => `${arn} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`).sort(),
     );
-    const adminAlias = aliasId(template, 'bwell_admin');
+    const adminAlias = { Ref: aliasIdIn(clientTemplate(broker, 'bwell'), 'bwell_admin') };
     assert.deepEqual(
-      invokePermissions(template),
-      admins
-        .map((arn) => ['lambda:InvokeFunction', { Ref: adminAlias }, arn])
+      invokePermissions(allTemplates(template, broker)),
+      outsiders
+        .map((arn) => ['lambda:InvokeFunction', adminAlias, arn])
         .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
     );
   });
 
   it('sit beside allowedPrincipals without mixing: each principal gets only its own grants', () => {
-    const { template } = synth({
-      clients: { bwell: { ...bwell, allowedPrincipals: [fetcher], adminPrincipals: [admins[0]] } },
+    const { template, broker } = synth({
+      allowedAccounts: [account, '222222222222'],
+      clients: {
+        bwell: { ...bwell, allowedPrincipals: [fetcher, outsiders[1]], adminPrincipals: [admins[0], outsiders[0]] },
+      },
     });
+    assert.deepEqual(identityGrantLines(clientTemplate(broker, 'bwell'), template), [
+      'app execute-api:Invoke /v1/POST/clients/bwell/token',
+      'app lambda:InvokeFunction alias/bwell',
+      'ops execute-api:Invoke /v1/DELETE/clients/bwell/token',
+      'ops lambda:InvokeFunction alias/bwell_admin',
+    ]);
     assert.deepEqual(
       routeGrants(template),
       [
-        `${admins[0]} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`,
-        `${fetcher} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`,
+        `${outsiders[0]} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`,
+        `${outsiders[1]} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`,
       ].sort(),
     );
+    const nested = clientTemplate(broker, 'bwell');
     assert.deepEqual(
-      invokePermissions(template),
+      invokePermissions(allTemplates(template, broker)),
       [
-        ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell_admin') }, admins[0]],
-        ['lambda:InvokeFunction', { Ref: aliasId(template, 'bwell') }, fetcher],
+        ['lambda:InvokeFunction', { Ref: aliasIdIn(nested, 'bwell_admin') }, outsiders[0]],
+        ['lambda:InvokeFunction', { Ref: aliasIdIn(nested, 'bwell') }, outsiders[1]],
       ].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
     );
   });
 
   it('stay out of the registry the function receives', () => {
-    const { template } = synth({ clients: { bwell: { ...bwell, adminPrincipals: admins } } });
-    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0];
-    const variables = fn?.Properties.Environment.Variables as Record<string, string>;
-    assert.deepEqual(JSON.parse(variables[environmentVariables.clients] as string), { bwell });
+    const { broker } = synth({ clients: { bwell: { ...bwell, adminPrincipals: admins } } });
+    assert.deepEqual(runtimeRegistryOf(broker.clients), { bwell });
   });
 
   it('must be admitted like allowedPrincipals: the synth fails naming client and field', () => {

@@ -10,16 +10,22 @@ import { TokenBroker } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import {
   account,
+  aliasIdIn,
+  allTemplates,
   apiPolicy,
   bwell,
   callerStatements,
   cdkJson,
+  clientTemplate,
+  identityGrantLines,
+  invokePermissions,
   type Json,
   list,
   logicalIdOf,
   type Statement,
   shipped,
   synth as synthStack,
+  throughNestedOutput,
 } from './support.js';
 
 const keyArn = 'arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -90,7 +96,7 @@ describe("the function role's permissions, exactly", () => {
     const { template, stack } = synth({
       clients: {
         bwell,
-        'bwell-write': { ...bwell, defaultScope: 'system/*.write' },
+        'bwell-write': { ...bwell, secretName: 'token-broker/bwell-write', defaultScope: 'system/*.write' },
         'acme-labs': {
           wellKnownUrl: 'https://login.acme.example/.well-known/oauth-authorization-server',
           secretName: acmeSecretArn,
@@ -104,6 +110,7 @@ describe("the function role's permissions, exactly", () => {
       `Allow kms:Decrypt "${keyArn}" {"StringEquals":{"kms:ViaService":"secretsmanager.eu-west-1.amazonaws.com"}}`,
       `Allow secretsmanager:GetSecretValue "${acmeSecretArn}"`,
       `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-??????"`,
+      `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-write-??????"`,
     ]);
     const others = rolePermissions(template, stack).filter((line) => !/secretsmanager|kms/.test(line));
     assert.equal(others.length, 8, 'nothing else changes');
@@ -235,7 +242,6 @@ function unvalidatedPolicy(tokenBroker: unknown): { statements: Statement[]; jso
 function crossAccountClients(count: number, fetchersPerClient = 1) {
   const client = {
     wellKnownUrl: 'https://idp.example/.well-known/openid-configuration',
-    secretName: 'x',
     scopes: ['r'],
   };
   return Object.fromEntries(
@@ -243,6 +249,7 @@ function crossAccountClients(count: number, fetchersPerClient = 1) {
       `c${c}`,
       {
         ...client,
+        secretName: `secret-${c}`,
         allowedPrincipals: Array.from(
           { length: fetchersPerClient },
           (_, i) => `arn:aws:iam::222222222222:role/app-${c}-${i}`,
@@ -260,12 +267,12 @@ describe('cross-account callers are admitted by name on their routes, never by a
   const insider = `arn:aws:iam::${account}:role/local`;
   const clients = {
     bwell: { ...bwell, allowedPrincipals: [outsiderApp], adminPrincipals: [outsiderOps] },
-    'acme-labs': { ...bwell, allowedPrincipals: [insider, outsiderRoot] },
+    'acme-labs': { ...bwell, secretName: 'token-broker/acme-labs', allowedPrincipals: [insider, outsiderRoot] },
   };
+  // The insider (a role of the deploying account) is granted by an identity policy instead.
   const expected = [
     `${outsiderApp} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`,
     `${outsiderOps} execute-api:Invoke execute-api:/v1/DELETE/clients/bwell/token`,
-    `${insider} execute-api:Invoke execute-api:/v1/POST/clients/acme-labs/token`,
     `${outsiderRoot} execute-api:Invoke execute-api:/v1/POST/clients/acme-labs/token`,
   ].sort();
   const fences = {
@@ -280,7 +287,7 @@ describe('cross-account callers are admitted by name on their routes, never by a
       const routes = new Set(
         ['bwell', 'acme-labs'].flatMap((c) => ['POST', 'DELETE'].map((m) => `execute-api:/v1/${m}/clients/${c}/token`)),
       );
-      const configured = new Set([outsiderApp, outsiderOps, outsiderRoot, insider]);
+      const configured = new Set([outsiderApp, outsiderOps, outsiderRoot]);
       const allows = apiPolicy(template).filter((s) => s.Effect === 'Allow');
       assert.ok(allows.length > 0, 'the configured principals are allowed');
       for (const statement of allows) {
@@ -297,6 +304,18 @@ describe('cross-account callers are admitted by name on their routes, never by a
     it(`${name}: a configured principal of another account is allowed exactly its routes`, () => {
       const { template } = synth({ ...fence, clients });
       assert.deepEqual(allowLines(apiPolicy(template)), expected);
+    });
+
+    it(`${name}: a configured role of the deploying account gets its routes and alias by identity policy only`, () => {
+      const { template, broker } = synth({ ...fence, clients });
+      assert.deepEqual(identityGrantLines(clientTemplate(broker, 'acme-labs'), template), [
+        'local execute-api:Invoke /v1/POST/clients/acme-labs/token',
+        'local lambda:InvokeFunction alias/acme-labs',
+      ]);
+      assert.ok(!JSON.stringify(apiPolicy(template)).includes(insider), 'not in the API resource policy');
+      const permissions = invokePermissions(allTemplates(template, broker));
+      assert.ok(!JSON.stringify(permissions).includes(insider), 'not in a Lambda permission');
+      assert.ok(JSON.stringify(permissions).includes(outsiderRoot), 'while the outsider is');
     });
   }
 
@@ -341,7 +360,9 @@ describe('cross-account callers are admitted by name on their routes, never by a
 });
 
 describe('per-client grants', () => {
-  function withCaller(tokenBroker: unknown = { clients: { bwell, other: { ...bwell } } }) {
+  function withCaller(
+    tokenBroker: unknown = { clients: { bwell, other: { ...bwell, secretName: 'token-broker/other' } } },
+  ) {
     const { stack, broker } = synth(tokenBroker);
     const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
     return { stack, broker, caller };
@@ -363,10 +384,11 @@ describe('per-client grants', () => {
     const { stack, broker, caller } = withCaller();
     broker.grantInvokeForClient(caller, 'bwell');
     const template = Template.fromStack(stack);
-    const alias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
-    assert.deepEqual(callerStatements(template, stack), [
-      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: { Ref: alias } },
-    ]);
+    const alias = aliasIdIn(clientTemplate(broker, 'bwell'), 'bwell');
+    assert.deepEqual(
+      callerStatements(template, stack).map((s) => ({ ...s, Resource: throughNestedOutput(broker, s.Resource) })),
+      [{ Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: { Ref: alias } }],
+    );
   });
 
   it('a principal known only by ARN is named in the resource policies: the route statement and the alias permission', () => {
@@ -381,39 +403,53 @@ describe('per-client grants', () => {
       Action: 'execute-api:Invoke',
       Resource: 'execute-api:/v1/POST/clients/bwell/token',
     });
-    const alias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
-    template.hasResourceProperties('AWS::Lambda::Permission', {
+    const nested = clientTemplate(broker, 'bwell');
+    const alias = aliasIdIn(nested, 'bwell');
+    nested.hasResourceProperties('AWS::Lambda::Permission', {
       Action: 'lambda:InvokeFunction',
       FunctionName: { Ref: alias },
       Principal: 'arn:aws:iam::222222222222:role/consumer',
     });
   });
 
-  it('allowedPrincipals in the config become both grants, on that client only', () => {
+  it('allowedPrincipals of the deploying account become both grants by identity policy, on that client only', () => {
     const principals = [`arn:aws:iam::${account}:role/app`, `arn:aws:iam::${account}:user/ci`];
-    const { template } = synth({ clients: { bwell: { ...bwell, allowedPrincipals: principals }, other: bwell } });
-    // The policy minimizer may merge statements: compare (principal, action, resource) triples.
-    const routeGrants = apiPolicy(template)
-      .filter((s) => s.Effect === 'Allow')
-      .flatMap((s) =>
-        list((s.Principal as { AWS: string | string[] }).AWS).flatMap((principal) =>
-          list(s.Action).flatMap((action) =>
-            list(s.Resource as string | string[]).map((r) => `${principal} ${action} ${r}`),
-          ),
-        ),
-      );
+    const { template, broker } = synth({
+      clients: {
+        bwell: { ...bwell, allowedPrincipals: principals },
+        other: { ...bwell, secretName: 'token-broker/other' },
+      },
+    });
+    assert.deepEqual(identityGrantLines(clientTemplate(broker, 'bwell'), template), [
+      'app execute-api:Invoke /v1/POST/clients/bwell/token',
+      'app lambda:InvokeFunction alias/bwell',
+      'ci execute-api:Invoke /v1/POST/clients/bwell/token',
+      'ci lambda:InvokeFunction alias/bwell',
+    ]);
+    assert.deepEqual(allowLines(apiPolicy(template)), [], 'no Allow in the API resource policy');
+    assert.deepEqual(invokePermissions(allTemplates(template, broker)), [], 'no Lambda permission');
+  });
+
+  it('allowedPrincipals of other accounts become both grants in the resource policies, on that client only', () => {
+    const principals = ['arn:aws:iam::222222222222:role/app', 'arn:aws:iam::222222222222:user/ci'];
+    const { template, broker } = synth({
+      allowedAccounts: [account, '222222222222'],
+      clients: {
+        bwell: { ...bwell, allowedPrincipals: principals },
+        other: { ...bwell, secretName: 'token-broker/other' },
+      },
+    });
     assert.deepEqual(
-      routeGrants.sort(),
+      allowLines(apiPolicy(template)),
       principals.map((arn) => `${arn} execute-api:Invoke execute-api:/v1/POST/clients/bwell/token`).sort(),
     );
-    const bwellAlias = logicalIdOf(template, 'AWS::Lambda::Alias', (p) => p.Name === 'bwell');
-    const invokes = Object.values(template.findResources('AWS::Lambda::Permission'))
-      .map((p) => p.Properties)
-      .filter((p) => p.Principal !== 'apigateway.amazonaws.com');
+    const bwellAlias = aliasIdIn(clientTemplate(broker, 'bwell'), 'bwell');
     assert.deepEqual(
-      invokes.map((p) => [p.Action, p.FunctionName, p.Principal]).sort(),
+      invokePermissions(allTemplates(template, broker)),
       principals.map((arn) => ['lambda:InvokeFunction', { Ref: bwellAlias }, arn]).sort(),
     );
+    for (const nested of allTemplates(template, broker))
+      nested.resourceCountIs('AWS::IAM::Policy', nested === template ? 1 : 0);
   });
 
   it('unknown client names throw in every grant method', () => {

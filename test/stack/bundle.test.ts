@@ -12,6 +12,7 @@ import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import type { LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { esmRequireBanner } from '../../lib/lambda-bundle.js';
+import { registryFileName } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import { apiGatewayContext } from '../support/lambda-context.js';
 import { type LocalParts, startLocalParts } from '../support/local-parts.js';
@@ -92,21 +93,49 @@ function servedLine(output: string): Record<string, unknown> {
 describe('the synthesized function asset (real bundling)', () => {
   assert.ok(existsSync(handlerEntry), 'lambdas/entry/lambda-handler.ts exists');
   const outdir = mkdtempSync(join(tmpdir(), 'token-broker-synth-'));
-  after(() => rmSync(outdir, { recursive: true, force: true }));
+  const tableName = 'token-broker-bundle-test';
+  const secretName = 'token-broker/bundle';
+  const oidcClient: LocalSecretClient = {
+    clientId: 'bundle-id',
+    clientSecret: randomBytes(24).toString('base64url'),
+    authMethod: 'client_secret_post',
+    scopes: ['system/*.read'],
+  };
+  let parts: LocalParts;
+  /** The registry the stack bundles: cdk.json's clients and `bundled`, registered at the local identity provider. */
+  let registry: Record<string, unknown>;
+  let template: { Resources: Record<string, { Type: string; Properties: Record<string, never> }> };
+  let assetDir: string;
+  let bundle: string;
 
-  const app = new App({ outdir, context: cdkJson.context });
-  const stack = new TokenBrokerStack(app, 'TokenBroker', {
-    config: parseTokenBrokerContext(cdkJson.context.tokenBroker),
-    env: { account: '111111111111', region: 'us-east-1' },
+  // The local parts first: the registry bundled into the asset names the local identity provider's address.
+  before(async () => {
+    parts = await startLocalParts({ tableName, secretName, clientName: 'bundled', client: oidcClient });
+    const bundled = JSON.parse(parts.env[environmentVariables.clients] ?? '{}') as Record<string, unknown>;
+    registry = { ...cdkJson.context.tokenBroker.clients, ...bundled };
+    // Fields only the deployment uses, which stay out of clients.json.
+    const deployOnly = {
+      allowedPrincipals: ['arn:aws:iam::111111111111:role/app'],
+      adminPrincipals: ['arn:aws:iam::111111111111:role/ops'],
+      secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    };
+    const clients = { ...registry, bwell: { ...cdkJson.context.tokenBroker.clients.bwell, ...deployOnly } };
+    const tokenBroker = { ...cdkJson.context.tokenBroker, clients };
+    const app = new App({ outdir, context: { ...cdkJson.context, tokenBroker } });
+    const stack = new TokenBrokerStack(app, 'TokenBroker', {
+      config: parseTokenBrokerContext(tokenBroker),
+      env: { account: '111111111111', region: 'us-east-1' },
+    });
+    template = app.synth().getStackByName(stack.stackName).template;
+    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function');
+    const s3Key = (fn?.Properties.Code as { S3Key: string } | undefined)?.S3Key ?? '';
+    assetDir = join(outdir, `asset.${s3Key.replace(/\.zip$/, '')}`);
+    bundle = join(assetDir, 'index.mjs');
   });
-  const assembly = app.synth();
-  const template = assembly.getStackByName(stack.stackName).template;
-  const fn = Object.values(
-    template.Resources as Record<string, { Type: string; Properties: Record<string, never> }>,
-  ).find((r) => r.Type === 'AWS::Lambda::Function');
-  const s3Key = (fn?.Properties.Code as { S3Key: string } | undefined)?.S3Key ?? '';
-  const assetDir = join(outdir, `asset.${s3Key.replace(/\.zip$/, '')}`);
-  const bundle = join(assetDir, 'index.mjs');
+  after(async () => {
+    await parts?.close();
+    rmSync(outdir, { recursive: true, force: true });
+  });
 
   it('contains the bundled handler index.mjs and its source map, of a sane size', () => {
     assert.ok(existsSync(bundle), `${bundle} exists`);
@@ -128,8 +157,17 @@ describe('the synthesized function asset (real bundling)', () => {
     assert.equal(map.sourcesContent, undefined, 'sources are not embedded in the map');
   });
 
+  it('ships the registry as clients.json, without the deploy-time fields, and points the function at it', () => {
+    const shipped = JSON.parse(readFileSync(join(assetDir, registryFileName), 'utf8'));
+    assert.deepEqual(shipped, registry);
+    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function');
+    assert.ok(fn !== undefined, 'the function is in the template');
+    const variables = (fn.Properties.Environment as unknown as { Variables: Record<string, unknown> }).Variables;
+    assert.equal(variables[environmentVariables.clientsFile], registryFileName);
+    assert.equal(variables[environmentVariables.clients], undefined, 'the registry is not in the environment');
+  });
+
   it('loads on Node 22 and exports a handler function (no "Dynamic require" failure)', () => {
-    const clients = JSON.stringify(cdkJson.context.tokenBroker.clients);
     const result = spawnSync(
       process.execPath,
       [
@@ -142,7 +180,9 @@ describe('the synthesized function asset (real bundling)', () => {
         timeout: 60_000,
         env: {
           ...process.env,
-          [environmentVariables.clients]: clients,
+          // As Lambda runs it: the registry file named relative to the task root, where the asset is unpacked.
+          [environmentVariables.clientsFile]: registryFileName,
+          LAMBDA_TASK_ROOT: assetDir,
           [environmentVariables.tableName]: 'tokens',
           AWS_REGION: 'us-east-1',
         },
@@ -168,16 +208,7 @@ describe('the synthesized function asset (real bundling)', () => {
     }
   });
 
-  describe('serving tokens: DynamoDB, Secrets Manager and an identity provider over TLS, all local', () => {
-    const tableName = 'token-broker-bundle-test';
-    const secretName = 'token-broker/bundle';
-    const oidcClient: LocalSecretClient = {
-      clientId: 'bundle-id',
-      clientSecret: randomBytes(24).toString('base64url'),
-      authMethod: 'client_secret_post',
-      scopes: ['system/*.read'],
-    };
-    let parts: LocalParts;
+  describe('serving tokens from the bundled clients.json: DynamoDB, Secrets Manager and an identity provider over TLS, all local', () => {
     let env: NodeJS.ProcessEnv;
     const request = apiGatewayEvent({
       method: 'POST',
@@ -185,14 +216,19 @@ describe('the synthesized function asset (real bundling)', () => {
       callerArn: 'arn:aws:iam::000000000000:role/bundle-test-caller',
     });
 
-    before(async () => {
-      parts = await startLocalParts({ tableName, secretName, clientName: 'bundled', client: oidcClient });
+    before(() => {
       // NODE_EXTRA_CA_CERTS (the test CA) and PATH come from the test runner. Credentials as Lambda provides them,
-      // in the environment, and no profile: the bundle has no profile reader.
-      env = { ...process.env, ...parts.env, AWS_PROFILE: undefined, AWS_SESSION_TOKEN: 'test-session' };
-    });
-    after(async () => {
-      await parts?.close();
+      // in the environment, and no profile: the bundle has no profile reader. The registry only in the asset's
+      // clients.json, as the stack configures the function.
+      env = {
+        ...process.env,
+        ...parts.env,
+        [environmentVariables.clients]: undefined,
+        [environmentVariables.clientsFile]: registryFileName,
+        LAMBDA_TASK_ROOT: assetDir,
+        AWS_PROFILE: undefined,
+        AWS_SESSION_TOKEN: 'test-session',
+      };
     });
 
     it('fetches a token on a miss, and a fresh process then serves it from the table', async () => {

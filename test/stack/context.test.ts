@@ -5,23 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, parseClientRegistry } from '../../lambdas/core/config.js';
+import { parseClientRegistry } from '../../lambdas/core/config.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
+import { bwell, cdkJson, problemsOf, shipped } from './support.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const cdkJson = JSON.parse(readFileSync(join(repoRoot, 'cdk.json'), 'utf8'));
-const shipped = cdkJson.context.tokenBroker;
-const bwell = shipped.clients.bwell;
-
-function problemsOf(raw: unknown): string {
-  try {
-    parseTokenBrokerContext(raw);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.message;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('the tokenBroker context', () => {
   it('accepts what cdk.json ships, and the optional settings', () => {

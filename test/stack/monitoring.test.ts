@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { App, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { ConfigError } from '../../lambdas/core/config.js';
+import { defaultServiceName, serviceNameVariable } from '../../lambdas/entry/environment.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
-import { metricsNamespace, metricsService } from '../../lib/monitoring.js';
+import { metricsNamespace } from '../../lib/monitoring.js';
 import { TokenBroker } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 
@@ -44,12 +45,20 @@ function alarm(template: Template, prefix: string): Record<string, unknown> {
 }
 
 describe('the metrics the alarms read are the ones the function emits', () => {
-  it('namespace TokenBroker and default dimension service=token-broker, as lambda-handler.ts configures Powertools', () => {
+  it('namespace TokenBroker and dimension service from POWERTOOLS_SERVICE_NAME, as lambda-handler.ts configures Powertools', () => {
     const handler = source('lambdas/entry/lambda-handler.ts');
     assert.equal(metricsNamespace, 'TokenBroker');
-    assert.equal(metricsService, 'token-broker');
-    assert.match(handler, new RegExp(`serviceName = '${metricsService}'`));
+    assert.equal(serviceNameVariable, 'POWERTOOLS_SERVICE_NAME');
+    assert.match(handler, /serviceName = process\.env\[serviceNameVariable\] \|\| defaultServiceName;/);
     assert.match(handler, new RegExp(`new Metrics\\(\\{ serviceName, namespace: '${metricsNamespace}' \\}\\)`));
+  });
+
+  it('the default deployment sets service=token-broker on its function, the dimension its alarms read', () => {
+    const { template } = synth();
+    assert.equal(defaultServiceName, 'token-broker');
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [serviceNameVariable]: 'token-broker' }) },
+    });
   });
 
   it('Errors carries the ErrorCode dimension, and the metric names the dashboard uses exist in the code', () => {
