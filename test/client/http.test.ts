@@ -7,15 +7,9 @@ import {
   type TokenBrokerClientOptions,
   TokenBrokerError,
 } from '@token-broker/client';
+import { type DevServerProcess, startDevServerProcess } from '../support/dev-server-process.js';
 import { assertNoLeak } from '../support/logs.js';
-import {
-  closedPort,
-  countingFetch,
-  type DevServer,
-  type SigningGateway,
-  startDevServer,
-  startSigningGateway,
-} from './support.js';
+import { closedPort, countingFetch, type SigningGateway, startSigningGateway } from './support.js';
 
 const region = 'us-east-1';
 const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'test-secret' };
@@ -23,7 +17,7 @@ const temporary = { accessKeyId: 'ASIATEMPORARY', secretAccessKey: 'temporary-se
 const authorizationShape =
   /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/execute-api\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/;
 
-let devServer: DevServer;
+let devServer: DevServerProcess;
 let gateway: SigningGateway;
 
 function restore(name: string, value: string | undefined): void {
@@ -54,7 +48,7 @@ function isBrokerError(code: string, status: number | undefined) {
 
 describe('token-broker client over HTTP, against the local dev server behind a SigV4-verifying gateway', () => {
   before(async () => {
-    devServer = await startDevServer();
+    devServer = await startDevServerProcess();
     gateway = await startSigningGateway({ target: devServer.baseUrl, region, credentials: [credentials, temporary] });
   });
 

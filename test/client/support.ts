@@ -1,54 +1,15 @@
 /**
- * Test parts for the caller client: the local dev server as a child process, and a loopback stand-in for
- * API Gateway's IAM authorization that verifies SigV4 signatures before forwarding to it.
+ * Test parts for the caller client: a loopback stand-in for API Gateway's IAM authorization that verifies
+ * SigV4 signatures before forwarding to the local dev server (test/support/dev-server-process.ts).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
-
-const devServerPath = fileURLToPath(new URL('../../lambdas/local/dev-server.ts', import.meta.url));
-
-export interface DevServer {
-  baseUrl: string;
-  output(): string;
-  close(): Promise<void>;
-}
-
-/** `npm start` with PORT=0; its address is read from the line it writes to stderr. */
-export async function startDevServer(): Promise<DevServer> {
-  let output = '';
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', devServerPath], {
-    env: { ...process.env, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  const baseUrl = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on('data', (chunk) => {
-      output += chunk;
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`dev server exited with ${code}: ${output}`)));
-  });
-  return {
-    baseUrl,
-    output: () => output,
-    async close() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
-}
 
 export interface StaticCredentials {
   accessKeyId: string;

@@ -14,8 +14,8 @@ import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js
 import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
 import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
+import { startScriptedIdp } from './scripted-idp.js';
 import { startSecretsManagerStandIn } from './secrets-manager.js';
-import { startStallingIdp } from './stalling-idp.js';
 
 export { functionArn } from './lambda-context.js';
 
@@ -67,7 +67,8 @@ export async function startBrokerHarness() {
     clients: [...secretClients, ...keyClients],
     tls: { key: tls.key, cert: tls.cert },
   });
-  const stalling = await startStallingIdp();
+  // Its token endpoint never answers: for timeouts.
+  const stalling = await startScriptedIdp(() => new Promise<never>(() => {}));
   const dynamo = await startDynalite();
   await createTokenTable(dynamo.endpoint, tableName);
   const secretsManager = await startSecretsManagerStandIn();
