@@ -144,6 +144,26 @@ interface Target {
 type GoAhead = { state: 'held' | 'unknown'; deadline: number };
 type LeaseAttempt = GoAhead | { state: 'taken' };
 
+/**
+ * How long before expiry a token stops being served: the refresh window, scaled down to a quarter of the
+ * lifetime for tokens that live less than four windows, or a token issued for the window or less would never
+ * be served from a cache at all.
+ */
+export function servableWindowMs(lifetimeMs: number, refreshWindowSeconds: number): number {
+  return Math.min(refreshWindowSeconds * 1000, lifetimeMs / 4);
+}
+
+/** How long before expiry renewal is due: a share of the lifetime (bounded), and never later than the window. */
+export function renewalLeadMs(
+  lifetimeMs: number,
+  settings: { refreshWindowSeconds: number; refreshAheadFraction: number; refreshAheadMaxMs: number },
+): number {
+  return Math.max(
+    servableWindowMs(lifetimeMs, settings.refreshWindowSeconds),
+    Math.min(lifetimeMs * settings.refreshAheadFraction, settings.refreshAheadMaxMs),
+  );
+}
+
 export function cacheKeyOf(clientName: string, scopes: readonly string[]): string {
   return `${clientName}#${scopes.join(' ')}`;
 }
@@ -293,27 +313,18 @@ export class TokenBroker {
     return this.clients[name] as ClientConfig;
   }
 
-  /**
-   * The refresh window, scaled down to a quarter of the lifetime for tokens that live less than four windows:
-   * otherwise a token issued for the window or less would never be served from a cache at all.
-   */
-  private windowFor(token: CachedToken): number {
-    return Math.min(this.refreshWindowSeconds * 1000, (token.expiresAt - token.issuedAt) / 4);
-  }
-
   private isServable(token: CachedToken): boolean {
     const remaining = token.expiresAt - this.clock.now();
-    return remaining > 0 && remaining >= this.windowFor(token);
+    return remaining > 0 && remaining >= servableWindowMs(token.expiresAt - token.issuedAt, this.refreshWindowSeconds);
   }
 
-  /** Renewal is due from a share of the lifetime before expiry (bounded), and never later than the window. */
   private isDue(token: CachedToken): boolean {
-    const lifetime = token.expiresAt - token.issuedAt;
-    const ahead = Math.max(
-      this.windowFor(token),
-      Math.min(lifetime * this.refreshAheadFraction, this.refreshAheadMaxMs),
-    );
-    return token.expiresAt - this.clock.now() < ahead;
+    const lead = renewalLeadMs(token.expiresAt - token.issuedAt, {
+      refreshWindowSeconds: this.refreshWindowSeconds,
+      refreshAheadFraction: this.refreshAheadFraction,
+      refreshAheadMaxMs: this.refreshAheadMaxMs,
+    });
+    return token.expiresAt - this.clock.now() < lead;
   }
 
   /** One load per key at a time in this container; every concurrent caller shares its outcome, failures included. */

@@ -5,12 +5,14 @@
  * empty): import time + first answer, median of 20.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { parseClientRegistryJson } from '../../lambdas/core/config.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { esbuildOptions, lambdaBundle } from '../../lib/lambda-bundle.js';
 import {
@@ -163,6 +165,7 @@ export async function runColdStart(): Promise<Figure[]> {
       ]);
       profile = await summarizeColdStartProfile(join(setup.cpuProfDir, 'cold-start.cpuprofile'));
     }
+    const bySize = await coldStartByRegistrySize(env, outdir, runs);
     const calls = (await tokenRequests('main')) - before;
     const failed = results.filter((run) => run.status !== 200).length;
     const importMs = median(results.map((run) => run.importMs));
@@ -233,8 +236,82 @@ export async function runColdStart(): Promise<Figure[]> {
           })),
         },
       },
+      bySize,
     ];
   } finally {
     await rm(outdir, { recursive: true, force: true });
   }
+}
+
+/** The registry sizes issue 11 asks about: one client, a team's, an organisation's. */
+const registrySizes = [1, 50, 200] as const;
+
+/**
+ * 5c: cold start as the registry grows. The stack bundles the registry as clients.json beside index.mjs
+ * (TOKEN_BROKER_CLIENTS_FILE); here each size gets such a file, the cold client plus synthetic ones shaped
+ * like it, and the sizes take turns run by run so that drift on a shared machine falls on all of them alike.
+ */
+async function coldStartByRegistrySize(baseEnv: NodeJS.ProcessEnv, outdir: string, runs: number): Promise<Figure> {
+  const files = new Map<number, string>();
+  for (const size of registrySizes) {
+    const registry: Record<string, unknown> = { cold: setup.registry.cold };
+    for (let i = 1; i < size; i++) {
+      registry[`scale-${String(i).padStart(3, '0')}`] = { ...setup.registry.cold, secretName: `bench/scale-${i}` };
+    }
+    const file = join(outdir, `clients-${size}.json`);
+    await writeFile(file, JSON.stringify(registry));
+    files.set(size, file);
+  }
+  const envFor = (size: number): NodeJS.ProcessEnv => {
+    const env: NodeJS.ProcessEnv = { ...baseEnv, [environmentVariables.clientsFile]: files.get(size) };
+    delete env[environmentVariables.clients];
+    return env;
+  };
+  const totals = new Map<number, number[]>(registrySizes.map((size) => [size, []]));
+  let failed = 0;
+  for (const size of registrySizes) await coldRun(envFor(size), []);
+  for (let i = 0; i < runs; i++) {
+    for (const size of registrySizes) {
+      const run = await coldRun(envFor(size), []);
+      if (run.status !== 200) failed++;
+      totals.get(size)?.push(run.importMs + run.firstMs);
+    }
+  }
+  const medians = Object.fromEntries(registrySizes.map((size) => [size, median(totals.get(size) ?? [])]));
+  // What the registry itself costs a cold start: reading and validating clients.json, as compose does once.
+  const parseMs = Object.fromEntries(
+    registrySizes.map((size) => {
+      const file = files.get(size) ?? '';
+      const samples: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const started = performance.now();
+        parseClientRegistryJson(readFileSync(file, 'utf8'), file);
+        samples.push(performance.now() - started);
+      }
+      return [size, median(samples)];
+    }),
+  );
+  const bytesOf = Object.fromEntries(
+    await Promise.all(registrySizes.map(async (size) => [size, (await readFile(files.get(size) ?? '')).length])),
+  );
+  const line = registrySizes
+    .map(
+      (size) =>
+        `${count(size)} client${size === 1 ? '' : 's'} ${ms(medians[size] ?? Number.NaN)} (clients.json ${bytes(bytesOf[size] ?? 0)})`,
+    )
+    .join('; ');
+  return {
+    id: '5c',
+    title: `cold start by registry size: import + first cached answer, registry from clients.json (median of ${runs} each)`,
+    command: `${phaseCommand('cold')}  (sizes interleaved run by run)`,
+    details: [
+      line,
+      `of which reading and validating clients.json (in process, median of 200): ${registrySizes
+        .map((size) => `${count(size)}: ${ms(parseMs[size] ?? Number.NaN)}`)
+        .join(', ')}`,
+      `failed: ${failed}`,
+    ],
+    summary: line,
+    data: { runs, medianMs: medians, registryParseMs: parseMs, clientsJsonBytes: bytesOf, failed },
+  };
 }

@@ -10,6 +10,7 @@ import {
   type CacheOutcome,
   defaultRefreshAheadFraction,
   defaultRefreshAheadMaxSeconds,
+  renewalLeadMs,
 } from '../../lambdas/core/broker.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
@@ -71,10 +72,13 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
     return newContainer({ env, clock: containerClock });
   });
 
-  const ahead = Math.max(
-    scenario.windowS,
-    Math.min(scenario.lifetimeS * defaultRefreshAheadFraction, defaultRefreshAheadMaxSeconds),
-  );
+  // The broker's own rule, so that the figure states what the code does.
+  const ahead =
+    renewalLeadMs(scenario.lifetimeS * 1000, {
+      refreshWindowSeconds: scenario.windowS,
+      refreshAheadFraction: defaultRefreshAheadFraction,
+      refreshAheadMaxMs: defaultRefreshAheadMaxSeconds * 1000,
+    }) / 1000;
   const period = scenario.lifetimeS - ahead;
   const durationMs = scenario.lifetimes * scenario.lifetimeS * 1000;
   const ticks = Math.ceil(durationMs / scenario.tickMs);
@@ -140,7 +144,7 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
       `SIMULATED TIME: ${count(Math.round(simulatedS))} s (${lifetimesRun.toFixed(1)} lifetimes) in ${((performance.now() - realStart) / 1000).toFixed(1)} s real; ` +
         `constant load of ${rate} requests per simulated second (one to each of ${scenario.containers} containers sharing the table, all at once, every ${scenario.tickMs / 1000} s)` +
         (stoppedEarly ? ' — STOPPED AT THE TIME LIMIT' : ''),
-      `a token is renewed ${ahead} s before expiry (max of the window and the refresh-ahead share), so every ~${period} s: ` +
+      `a token is renewed ${ahead} s before expiry (the larger of the refresh-ahead share and the window, a quarter of the lifetime at most), so every ~${period} s: ` +
         `${renewals} renewals, ${calls} token-endpoint calls = ${(calls / Math.max(renewals, 1)).toFixed(2)} per renewal, ` +
         `${(calls / lifetimesRun).toFixed(2)} per ${scenario.lifetimeS} s lifetime; ${duplicated} renewals with more than one call, ` +
         `${early} earlier than due (shortest gap ${Number.isFinite(minGap) ? `${minGap.toFixed(1)} s` : 'n/a'}); distinct tokens served ${tokens.size}`,
