@@ -218,10 +218,7 @@ export class TokenBroker extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       description: 'OAuth2 client-credentials token broker',
-      environment: {
-        ...this.functionEnvironment(props.refreshWindowSeconds),
-        ...settingsEnvironment(props, this.serviceName),
-      },
+      environment: this.functionEnvironment(props),
       bundling: {
         // Every option comes from lib/lambda-bundle.ts, which the cold-start benchmark bundles with too.
         format: OutputFormat.ESM,
@@ -583,14 +580,18 @@ export class TokenBroker extends Construct {
     return JSON.stringify(runtimeRegistryOf(this.clients));
   }
 
-  /** What the function needs: its table, where its registry file is, the refresh window when set. */
-  private functionEnvironment(refreshWindowSeconds: number | undefined): Record<string, string> {
+  /** What the function needs: its table, its registry file, its service name, and each setting given. */
+  private functionEnvironment(props: TokenBrokerProps): Record<string, string> {
+    const optional = (setting: keyof typeof environmentVariables, value: number | undefined) =>
+      value === undefined ? {} : { [environmentVariables[setting]]: String(value) };
     return {
       [environmentVariables.tableName]: this.table.tableName,
       [environmentVariables.clientsFile]: registryFileName,
-      ...(refreshWindowSeconds === undefined
-        ? {}
-        : { [environmentVariables.refreshWindowSeconds]: String(refreshWindowSeconds) }),
+      [serviceNameVariable]: this.serviceName,
+      ...optional('refreshWindowSeconds', props.refreshWindowSeconds),
+      ...optional('upstreamBudgetMs', props.upstreamBudgetMs),
+      ...optional('refreshAheadMaxSeconds', props.refreshAheadMaxSeconds),
+      ...optional('secretMaxAgeSeconds', props.secretMaxAgeSeconds),
     };
   }
 
@@ -927,21 +928,6 @@ function accessLogFormat(): apigateway.AccessLogFormat {
       xrayTraceId: field.contextXrayTraceId(),
     }),
   );
-}
-
-/**
- * The settings the function reads from its environment, each only when configured (the function's defaults
- * apply otherwise), and the service name its metrics carry.
- */
-function settingsEnvironment(props: TokenBrokerProps, serviceName: string): Record<string, string> {
-  const optional = (setting: keyof typeof environmentVariables, value: number | undefined) =>
-    value === undefined ? {} : { [environmentVariables[setting]]: String(value) };
-  return {
-    [serviceNameVariable]: serviceName,
-    ...optional('upstreamBudgetMs', props.upstreamBudgetMs),
-    ...optional('refreshAheadMaxSeconds', props.refreshAheadMaxSeconds),
-    ...optional('secretMaxAgeSeconds', props.secretMaxAgeSeconds),
-  };
 }
 
 /**
