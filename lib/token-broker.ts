@@ -84,6 +84,15 @@ const maxResourcesPerStack = 500;
 const maxOutputsPerStack = 200;
 // API Gateway's limit on a REST API's resource policy, in characters as it stores the policy.
 const maxResourcePolicyChars = 8192;
+// IAM's limits on all the inline policies of one role or user together, in characters without white space.
+const maxInlinePolicyChars = { role: 10_240, user: 2_048 } as const;
+/*
+ * What one inline policy of a grantee costs besides its resources: the document, and a statement each for
+ * execute-api:Invoke and lambda:InvokeFunction. Rounded up from the documents CDK synthesizes.
+ */
+const inlinePolicyOverheadChars = 200;
+// A Lambda function name CloudFormation generates is at most this long.
+const maxFunctionNameChars = 64;
 /*
  * API Gateway stores each `execute-api:/…` resource expanded to a full ARN. Counted with a longer partition
  * and region than any that exist, a 12-digit account and a 10-character API id, so that a policy that fits
@@ -338,6 +347,7 @@ export class TokenBroker extends Construct {
       });
     }
     this.nameGranteePolicies();
+    checkGranteePolicySizes(this.granteePolicySizes());
     // Grants and cross-stack references add resources and outputs until synthesis: counted then.
     this.node.addValidation({ validate: () => this.checkStackQuotas() });
 
@@ -543,6 +553,39 @@ export class TokenBroker extends Construct {
       const suffix = `-${key.split(' ')[0]}-${principal.node.id}`;
       cfnPolicy.policyName = `${stackName.slice(0, 128 - suffix.length)}${suffix}`;
     }
+  }
+
+  /**
+   * The characters the identity policies of config principals will take, principal by principal: every route
+   * and alias ARN they name, at the longest partition, region and function name this deployment could have,
+   * and each policy's own overhead (one per nested stack the principal has grants in).
+   */
+  private granteePolicySizes(): GranteePolicySize[] {
+    const stack = Stack.of(this);
+    const region = Token.isUnresolved(stack.region) ? 'ap-southeast-5' : stack.region;
+    const arnPrefix = (service: string) => `arn:aws-us-gov:${service}:${region}:${stack.account}:`;
+    const sizes = new Map<string, GranteePolicySize>();
+    const grants = [
+      ['allowedPrincipals', 'POST', (name: string) => name],
+      ['adminPrincipals', 'DELETE', adminAliasOf],
+    ] as const;
+    for (const name of this.clientNames) {
+      const index = clientStackIndexOf(name);
+      for (const [field, method, aliasOf] of grants) {
+        for (const arn of this.clients[name]?.[field] ?? []) {
+          if (!this.importedPrincipals.has(`${index} ${arn}`)) continue;
+          const route = `${arnPrefix('execute-api')}abcdefghij/${this.stageName}/${method}${tokenPath(name)}`;
+          const alias = `${arnPrefix('lambda')}function:${'f'.repeat(maxFunctionNameChars)}:${aliasOf(name)}`;
+          const size = sizes.get(arn) ?? { arn, resourceChars: 0, clients: new Set(), policies: new Set() };
+          // Each resource is a quoted string followed by a comma.
+          size.resourceChars += route.length + alias.length + 6;
+          size.clients.add(name);
+          size.policies.add(index);
+          sizes.set(arn, size);
+        }
+      }
+    }
+    return [...sizes.values()];
   }
 
   /** CloudFormation's per-template quotas, for the stack the broker is in and each of its nested stacks. */
@@ -928,6 +971,35 @@ function accessLogFormat(): apigateway.AccessLogFormat {
       xrayTraceId: field.contextXrayTraceId(),
     }),
   );
+}
+
+interface GranteePolicySize {
+  arn: string;
+  resourceChars: number;
+  clients: Set<string>;
+  /** The nested stacks it has grants in: one inline policy each. */
+  policies: Set<number>;
+}
+
+/**
+ * A role or user granted too many clients through identity policies would fail the deploy: IAM refuses the
+ * inline policy that takes it over its limit, and CloudFormation rolls back. Counted at the longest ARNs this
+ * deployment could have, and without the principal's own other inline policies, which synth cannot see.
+ */
+function checkGranteePolicySizes(sizes: readonly GranteePolicySize[]): void {
+  const problems: string[] = [];
+  for (const { arn, resourceChars, clients, policies } of sizes) {
+    const kind = arn.split(':')[5]?.startsWith('user/') ? 'user' : 'role';
+    const chars = resourceChars + policies.size * inlinePolicyOverheadChars;
+    if (chars > maxInlinePolicyChars[kind]) {
+      problems.push(
+        `${arn}: its grants on ${clients.size} clients would take up to ${chars} characters of inline policy, ` +
+          `over IAM's limit of ${maxInlinePolicyChars[kind]} per ${kind}, and the deploy would fail. List it ` +
+          'under fewer clients (each client costs about 250 characters), or split the clients over deployments',
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
 }
 
 /**

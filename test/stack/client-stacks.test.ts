@@ -226,3 +226,41 @@ describe('client secrets: what synth can see', () => {
     );
   });
 });
+
+describe("IAM's inline-policy limits of a config principal of the deploying account", () => {
+  const platform = `arn:aws:iam::${account}:role/platform-oncall`;
+  const teams = (count: number, extra: (name: string) => object) =>
+    Object.fromEntries(
+      Array.from({ length: count }, (_, i) => `team-${i}`).map((name) => [name, client(name, extra(name))]),
+    );
+
+  it('fails the synth when one role would administer more clients than its inline policies can name', () => {
+    assert.throws(
+      () => synth({ clients: teams(200, () => ({ adminPrincipals: [platform] })) }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes(`${platform}: its grants on 200 clients would take up to`) &&
+        /over IAM's limit of 10240 per role, and the deploy would fail/.test(error.message),
+    );
+  });
+
+  it('lets one role fetch and administer as many clients as fit, and counts a user against its own limit', () => {
+    const { template } = synth({ clients: teams(20, () => ({ adminPrincipals: [platform] })) });
+    assert.ok(template, 'twenty clients fit a role');
+    const user = `arn:aws:iam::${account}:user/ci`;
+    assert.throws(
+      () => synth({ clients: teams(20, () => ({ allowedPrincipals: [user] })) }),
+      /arn:aws:iam::111111111111:user\/ci: its grants on 20 clients .* over IAM's limit of 2048 per user/,
+    );
+  });
+
+  it('counts nothing for principals of other accounts, which resource policies name instead', () => {
+    // Twenty clients would be over a user's 2,048 characters if they were counted.
+    const partner = 'arn:aws:iam::222222222222:user/partner';
+    const { template } = synth({
+      allowedAccounts: [account, '222222222222'],
+      clients: teams(20, () => ({ allowedPrincipals: [partner] })),
+    });
+    assert.ok(template, 'twenty clients of a user of another account synthesize');
+  });
+});
