@@ -1,4 +1,4 @@
-import { type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
+import { type ClientRegistry, ConfigError, parseClientRegistry, principalArnPattern } from '../lambdas/core/config.js';
 
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
@@ -28,6 +28,8 @@ export interface TokenBrokerContext {
   refreshAheadMaxSeconds?: number;
   /** How long the function reuses a client secret before reading it again. @default 300 */
   secretMaxAgeSeconds?: number;
+  /** Roles or users of the deploying account that may invalidate every client's cached tokens, present and future. */
+  adminPrincipals?: string[];
 }
 
 const knownFields = new Set([
@@ -43,6 +45,7 @@ const knownFields = new Set([
   'upstreamBudgetMs',
   'refreshAheadMaxSeconds',
   'secretMaxAgeSeconds',
+  'adminPrincipals',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -124,6 +127,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   const upstreamBudgetMs = wholeNumberOf(raw, 'upstreamBudgetMs', 1, problems);
   const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
   const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
+  const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
 
   let clients: ClientRegistry | undefined;
   try {
@@ -149,6 +153,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(upstreamBudgetMs === undefined ? {} : { upstreamBudgetMs }),
     ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
     ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
+    ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
   };
 }
 

@@ -143,6 +143,13 @@ export interface TokenBrokerProps {
    * alarms watch each other's metrics. @default 'token-broker'
    */
   readonly serviceName?: string;
+  /**
+   * Roles or users of the deploying account that may invalidate the cached tokens of every client, present and
+   * future: the platform team's. One identity policy each, naming the DELETE route of every client and every
+   * admin alias by wildcard, so it stays the same size however many clients there are. Admins of other
+   * accounts are listed under each client's `adminPrincipals`.
+   */
+  readonly adminPrincipals?: string[];
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
   /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
@@ -178,7 +185,10 @@ export class TokenBroker extends Construct {
   private readonly adminAliases = new Map<string, lambda.Alias>();
   /** The nested stacks holding per-client resources, by index (see `clientStackIndexOf`). */
   private readonly clientStackByIndex = new Map<number, NestedStack>();
-  /** Config principals of the deploying account, imported once per nested stack: `<stack index> <arn>`. */
+  /**
+   * Principals of the deploying account given identity policies, imported once per place their policy lives:
+   * `<nested stack index> <arn>`, or `all <arn>` for an admin of every client (in this construct's stack).
+   */
   private readonly importedPrincipals = new Map<string, iam.IRole | iam.IUser>();
 
   constructor(scope: Construct, id: string, props: TokenBrokerProps) {
@@ -346,6 +356,7 @@ export class TokenBroker extends Construct {
         this.grantInvalidate(this.configPrincipal(name, 'adminPrincipals', index, arn), name);
       });
     }
+    this.grantPlatformAdmins(props.adminPrincipals ?? []);
     this.nameGranteePolicies();
     checkGranteePolicySizes(this.granteePolicySizes());
     // Grants and cross-stack references add resources and outputs until synthesis: counted then.
@@ -536,6 +547,57 @@ export class TokenBroker extends Construct {
       kind === 'role' ? iam.Role.fromRoleArn(scope, id, arn, { mutable: true }) : iam.User.fromUserArn(scope, id, arn);
     this.importedPrincipals.set(key, principal);
     return principal;
+  }
+
+  /**
+   * The admins of every client. The wildcards are exact: `{client}` is the API's only path parameter and
+   * DELETE its only other method on that route, and only admin aliases end in `_admin`, since client names
+   * have no `_` (neither the client aliases nor `api_gateway` match).
+   */
+  private grantPlatformAdmins(arns: readonly string[]): void {
+    const deployingAccount = Stack.of(this).account;
+    const problems: string[] = [];
+    arns.forEach((arn, index) => {
+      const [, , , , account, resource = ''] = arn.split(':');
+      const kind = resource.split('/')[0];
+      const at = `tokenBroker.adminPrincipals[${index}]`;
+      if (Token.isUnresolved(deployingAccount)) {
+        problems.push(
+          `${at}: the stack has no account (env-agnostic), so whether ${arn} can be given an identity policy ` +
+            'cannot be checked: give the stack an account',
+        );
+      } else if (account !== deployingAccount || (kind !== 'role' && kind !== 'user')) {
+        problems.push(
+          `${at}: must be a role or user of the deploying account (${deployingAccount}), which gets an identity ` +
+            "policy; list other principals under each client's adminPrincipals",
+        );
+      }
+    });
+    if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+    for (const arn of arns) {
+      const id = `PlatformAdmin-${createHash('sha256').update(arn).digest('hex').slice(0, 16)}`;
+      const principal = arn.split(':')[5]?.startsWith('user/')
+        ? iam.User.fromUserArn(this, id, arn)
+        : iam.Role.fromRoleArn(this, id, arn, { mutable: true });
+      const everyRoute = this.api.arnForExecuteApi('DELETE', tokenPath('*'), this.stageName);
+      const everyAdminAlias = `${this.fn.functionArn}:${adminAliasOf('*')}`;
+      principal.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: [everyRoute] }),
+      );
+      principal.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [everyAdminAlias] }),
+      );
+      for (const resource of [everyRoute, everyAdminAlias]) {
+        Validations.of(principal).acknowledge({
+          id: `AwsSolutions-IAM5[Resource::${nagRendering(Stack.of(this).resolve(resource))}]`,
+          reason:
+            "The platform admins' wildcards name exactly every client's DELETE route and every admin alias: " +
+            '{client} is the only path parameter, and only admin aliases end in _admin (client names have no _). ' +
+            'Neither matches a token route, a client alias or the api_gateway alias.',
+        });
+      }
+      this.importedPrincipals.set(`all ${arn}`, principal);
+    }
   }
 
   /**
@@ -883,6 +945,22 @@ export function runtimeRegistryOf(clients: ClientRegistry): Record<string, Clien
 /** The nested stack (0 … clientStackCount - 1) a client's aliases and grants live in: a hash of its name only. */
 export function clientStackIndexOf(clientName: string): number {
   return createHash('sha256').update(clientName).digest().readUInt32BE(0) % clientStackCount;
+}
+
+/**
+ * A resolved CloudFormation value as cdk-nag names it in a finding (`<LogicalId>` for a Ref, `<LogicalId.Attr>`
+ * for a GetAtt, Fn::Join joined), so that an acknowledgement names exactly that finding.
+ */
+function nagRendering(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const node = value as Record<string, unknown>;
+  if (Array.isArray(node['Fn::Join'])) {
+    const [delimiter, parts] = node['Fn::Join'] as [string, unknown[]];
+    return parts.map(nagRendering).join(delimiter);
+  }
+  if (Array.isArray(node['Fn::GetAtt'])) return `<${(node['Fn::GetAtt'] as string[]).join('.')}>`;
+  if (typeof node.Ref === 'string') return `<${node.Ref}>`;
+  return JSON.stringify(value);
 }
 
 /** A POSIX shell word for any string: single-quoted, each embedded quote closed, escaped and reopened. */

@@ -264,3 +264,63 @@ describe("IAM's inline-policy limits of a config principal of the deploying acco
     assert.ok(template, 'twenty clients of a user of another account synthesize');
   });
 });
+
+describe('tokenBroker.adminPrincipals: the admins of every client', () => {
+  const platform = `arn:aws:iam::${account}:role/platform-oncall`;
+  const teams = (count: number) =>
+    Object.fromEntries(Array.from({ length: count }, (_, i) => `team-${i}`).map((name) => [name, client(name)]));
+
+  it('gets one identity policy: every DELETE route and every admin alias by wildcard, nothing else', () => {
+    const { template } = synth({ clients: teams(3), adminPrincipals: [platform] });
+    const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+      list(p.Properties.Roles).includes('platform-oncall'),
+    );
+    assert.equal(policies.length, 1);
+    const rendered = JSON.stringify(policies[0]?.Properties.PolicyDocument);
+    const statements = policies[0]?.Properties.PolicyDocument.Statement as { Action: string; Resource: unknown }[];
+    assert.deepEqual(statements.map((statement) => statement.Action).sort(), [
+      'execute-api:Invoke',
+      'lambda:InvokeFunction',
+    ]);
+    assert.match(rendered, /"\/v1\/DELETE\/clients\/\*\/token"/);
+    assert.match(rendered, /":\*_admin"/);
+    assert.doesNotMatch(rendered, /POST|team-\d/, 'no token route and no client named');
+    assert.equal(apiPolicy(template).filter((statement) => statement.Effect === 'Allow').length, 0);
+  });
+
+  it('keeps its policy the same size for 3 or 200 clients, where listing it under each client would not fit', () => {
+    const policyOf = (count: number) => {
+      const { template } = synth({ clients: teams(count), adminPrincipals: [platform] });
+      const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+        list(p.Properties.Roles).includes('platform-oncall'),
+      );
+      return JSON.stringify(policies.map((p) => p.Properties.PolicyDocument));
+    };
+    const few = policyOf(3);
+    assert.equal(policyOf(200), few);
+    assert.ok(few.length < 1_000, `${few.length} characters`);
+  });
+
+  it('refuses a principal of another account or an account root, naming the index', () => {
+    assert.throws(
+      () =>
+        synth({
+          allowedAccounts: [account, '222222222222'],
+          clients: teams(1),
+          adminPrincipals: [platform, 'arn:aws:iam::222222222222:role/ops', `arn:aws:iam::${account}:root`],
+        }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /tokenBroker\.adminPrincipals\[1\]: must be a role or user of the deploying account/.test(error.message) &&
+        /tokenBroker\.adminPrincipals\[2\]: must be a role or user/.test(error.message) &&
+        !error.message.includes('adminPrincipals[0]'),
+    );
+  });
+
+  it('refuses to guess in a stack without an account', () => {
+    assert.throws(
+      () => agnosticSynth({ clients: teams(1), adminPrincipals: [platform] }),
+      /tokenBroker\.adminPrincipals\[0\]: the stack has no account/,
+    );
+  });
+});

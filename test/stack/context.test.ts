@@ -21,7 +21,9 @@ describe('the tokenBroker context', () => {
       vpcEndpointIds: ['vpce-0123456789abcdef0'],
       refreshWindowSeconds: 90,
       alarmTopicArn: 'arn:aws:sns:us-east-1:111111111111:token-broker-alarms',
+      adminPrincipals: ['arn:aws:iam::111111111111:role/platform-oncall'],
     });
+    assert.deepEqual(full.adminPrincipals, ['arn:aws:iam::111111111111:role/platform-oncall']);
     assert.equal(full.alarmTopicArn, 'arn:aws:sns:us-east-1:111111111111:token-broker-alarms');
     assert.deepEqual(full.allowedAccounts, ['111111111111', '222222222222']);
     assert.equal(full.allowedOrgId, 'o-a1b2c3d4e5');
@@ -41,8 +43,10 @@ describe('the tokenBroker context', () => {
       vpcEndpointIds: ['vpc-123'],
       refreshWindowSeconds: -1,
       alarmTopicArn: 'arn:aws:sns:us-east-1:111111111111:*',
+      adminPrincipals: ['arn:aws:iam::111111111111:role/*'],
       colour: 'blue',
     });
+    assert.match(message, /tokenBroker\.adminPrincipals\[0\]: must be an IAM principal ARN/);
     assert.match(message, /tokenBroker\.alarmTopicArn: must be the ARN of a standard \(not FIFO\) SNS topic/);
     assert.match(message, /tokenBroker\.colour: unknown field/);
     assert.match(message, /tokenBroker\.allowedAccounts\[1\]: must be a 12-digit AWS account id/);

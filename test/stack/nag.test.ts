@@ -33,6 +33,7 @@ const variants: Record<string, unknown> = {
       'bwell-write': { ...bwell, secretName: `arn:aws:secretsmanager:us-east-1:${account}:secret:bwell/write-AbCdEf` },
     },
   },
+  'admins of every client': { ...shipped, adminPrincipals: [`arn:aws:iam::${account}:role/platform-oncall`] },
 };
 
 function build(tokenBroker: unknown) {
