@@ -535,16 +535,12 @@ export class TokenBroker extends Construct {
       );
       return new iam.ArnPrincipal(arn);
     }
-    const [, , , , account, resource = ''] = arn.split(':');
-    const kind = resource.split('/')[0];
-    if (account !== deployingAccount || (kind !== 'role' && kind !== 'user')) return new iam.ArnPrincipal(arn);
+    const kind = identityKindOf(arn, deployingAccount);
+    if (kind === undefined) return new iam.ArnPrincipal(arn);
     const key = `${clientStackIndexOf(clientName)} ${arn}`;
     const imported = this.importedPrincipals.get(key);
     if (imported !== undefined) return imported;
-    const scope = this.clientStackOf(clientName);
-    const id = `Grantee-${createHash('sha256').update(arn).digest('hex').slice(0, 16)}`;
-    const principal =
-      kind === 'role' ? iam.Role.fromRoleArn(scope, id, arn, { mutable: true }) : iam.User.fromUserArn(scope, id, arn);
+    const principal = importedIdentity(this.clientStackOf(clientName), 'Grantee', arn, kind);
     this.importedPrincipals.set(key, principal);
     return principal;
   }
@@ -557,16 +553,15 @@ export class TokenBroker extends Construct {
   private grantPlatformAdmins(arns: readonly string[]): void {
     const deployingAccount = Stack.of(this).account;
     const problems: string[] = [];
-    arns.forEach((arn, index) => {
-      const [, , , , account, resource = ''] = arn.split(':');
-      const kind = resource.split('/')[0];
+    const admins = arns.map((arn) => ({ arn, kind: identityKindOf(arn, deployingAccount) }));
+    admins.forEach(({ arn, kind }, index) => {
       const at = `tokenBroker.adminPrincipals[${index}]`;
       if (Token.isUnresolved(deployingAccount)) {
         problems.push(
           `${at}: the stack has no account (env-agnostic), so whether ${arn} can be given an identity policy ` +
             'cannot be checked: give the stack an account',
         );
-      } else if (account !== deployingAccount || (kind !== 'role' && kind !== 'user')) {
+      } else if (kind === undefined) {
         problems.push(
           `${at}: must be a role or user of the deploying account (${deployingAccount}), which gets an identity ` +
             "policy; list other principals under each client's adminPrincipals",
@@ -574,13 +569,11 @@ export class TokenBroker extends Construct {
       }
     });
     if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
-    for (const arn of arns) {
-      const id = `PlatformAdmin-${createHash('sha256').update(arn).digest('hex').slice(0, 16)}`;
-      const principal = arn.split(':')[5]?.startsWith('user/')
-        ? iam.User.fromUserArn(this, id, arn)
-        : iam.Role.fromRoleArn(this, id, arn, { mutable: true });
-      const everyRoute = this.api.arnForExecuteApi('DELETE', tokenPath('*'), this.stageName);
-      const everyAdminAlias = `${this.fn.functionArn}:${adminAliasOf('*')}`;
+    const everyRoute = this.api.arnForExecuteApi('DELETE', tokenPath('*'), this.stageName);
+    const everyAdminAlias = `${this.fn.functionArn}:${adminAliasOf('*')}`;
+    for (const { arn, kind } of admins) {
+      if (kind === undefined) continue; // refused above
+      const principal = importedIdentity(this, 'PlatformAdmin', arn, kind);
       principal.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: [everyRoute] }),
       );
@@ -945,6 +938,26 @@ export function runtimeRegistryOf(clients: ClientRegistry): Record<string, Clien
 /** The nested stack (0 … clientStackCount - 1) a client's aliases and grants live in: a hash of its name only. */
 export function clientStackIndexOf(clientName: string): number {
   return createHash('sha256').update(clientName).digest().readUInt32BE(0) % clientStackCount;
+}
+
+type IdentityKind = 'role' | 'user';
+
+/**
+ * Whether a principal can be given identity policies by this stack: a role or user of the deploying account
+ * (account roots and other accounts' principals cannot). Undefined when it cannot.
+ */
+function identityKindOf(arn: string, deployingAccount: string): IdentityKind | undefined {
+  const [, , , , account, resource = ''] = arn.split(':');
+  const kind = resource.split('/')[0];
+  return account === deployingAccount && (kind === 'role' || kind === 'user') ? kind : undefined;
+}
+
+/** The principal imported so that grants add to its identity policy; the id is stable per ARN. */
+function importedIdentity(scope: Construct, prefix: string, arn: string, kind: IdentityKind): iam.IRole | iam.IUser {
+  const id = `${prefix}-${createHash('sha256').update(arn).digest('hex').slice(0, 16)}`;
+  return kind === 'role'
+    ? iam.Role.fromRoleArn(scope, id, arn, { mutable: true })
+    : iam.User.fromUserArn(scope, id, arn);
 }
 
 /**
