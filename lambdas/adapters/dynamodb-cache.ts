@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
@@ -6,13 +7,22 @@ import {
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { StoredToken, TokenCache, TokenLease } from '../core/ports.js';
+import type { PutOutcome, StoredToken, TokenCache, TokenLease } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 
 // Lease items share the table; the prefix cannot collide with a cache key, whose client name has no colon.
 const leasePrefix = 'lease:';
 const revokedPrefix = 'revoked:';
+/** The item of a client's revocation marker. */
+export function revocationMarkerKey(clientName: string): string {
+  return revokedPrefix + clientName;
+}
+/** Marks a token item written but not yet checked against its client's revocation marker (see put). */
+const pendingAttribute = 'pending';
+/** Which write a token item is, so that only that write publishes or deletes it. */
+const writerAttribute = 'writer';
 // Lapsed leases are cleaned up by TTL a while after they end; reads never rely on that.
 const leaseTtlGraceSeconds = 300;
 // A revocation marker outlives every token issued before it (the broker accepts at most 31-day lifetimes).
@@ -36,9 +46,29 @@ export class DynamoDbTokenCache implements TokenCache {
     return output.Item === undefined ? undefined : fromItem(output.Item);
   }
 
-  async put(cacheKey: string, token: StoredToken): Promise<void> {
+  /**
+   * Writes the token as pending (read as a miss), then reads the client's revocation marker, then either
+   * publishes the token (removes `pending`) or deletes it, each step conditional on the item still being this
+   * write's. One transaction with a ConditionCheck on the marker would do it in one request, but the tests'
+   * DynamoDB (dynalite) has no TransactWriteItems, and the tests must run the code production runs.
+   *
+   * Why no token issued at or before a marker can be read once its invalidation is over: an invalidation writes
+   * the marker (M), then deletes every token item of the client it finds by a consistent scan (S, after M).
+   * This write's marker read (R) comes after its pending write (W). If M came before R, R sees the marker and the
+   * token is deleted without ever being published. If M came after R, then S came after W, so S finds the item
+   * (pending or published) and deletes it, and a publish after that finds no item of this write's and does
+   * nothing. Either way the token is never readable after the invalidation's deletions end. issuedAt is when
+   * the request to the provider started, so a renewal begun before an invalidation is older than its marker
+   * however late it lands (the clocks are the broker containers', which Lambda keeps in sync).
+   */
+  async put(
+    cacheKey: string,
+    token: StoredToken,
+    issued: { clientName: string; issuedAt: number },
+  ): Promise<PutOutcome> {
     const expiresAt = String(Math.floor(token.expiresAt / 1000));
-    await this.conditionally(() =>
+    const writer = randomUUID();
+    const written = await this.conditionally(() =>
       this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
@@ -47,6 +77,8 @@ export class DynamoDbTokenCache implements TokenCache {
             format: { N: String(token.format) },
             sealed: { B: token.sealed },
             [ttlAttribute]: { N: expiresAt },
+            [pendingAttribute]: { BOOL: true },
+            [writerAttribute]: { S: writer },
           },
           // Another container may have stored a newer token meanwhile: never replace it with an older one.
           ConditionExpression: 'attribute_not_exists(#key) OR #expiresAt < :expiresAt',
@@ -55,6 +87,29 @@ export class DynamoDbTokenCache implements TokenCache {
         }),
       ),
     );
+    if (!written) return { outcome: 'not-stored' };
+    const ours = {
+      TableName: this.tableName,
+      Key: { [partitionKey]: { S: cacheKey } },
+      ConditionExpression: '#writer = :writer',
+      ExpressionAttributeNames: { '#writer': writerAttribute },
+      ExpressionAttributeValues: { ':writer': { S: writer } },
+    };
+    const revokedAt = await this.revokedAt(issued.clientName);
+    if (revokedAt !== undefined && issued.issuedAt <= revokedAt) {
+      await this.conditionally(() => this.client.send(new DeleteItemCommand(ours)));
+      return { outcome: 'revoked', revokedAt };
+    }
+    const published = await this.conditionally(() =>
+      this.client.send(
+        new UpdateItemCommand({
+          ...ours,
+          UpdateExpression: 'REMOVE #pending',
+          ExpressionAttributeNames: { ...ours.ExpressionAttributeNames, '#pending': pendingAttribute },
+        }),
+      ),
+    );
+    return { outcome: published ? 'stored' : 'not-stored' };
   }
 
   async acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean> {
@@ -110,7 +165,7 @@ export class DynamoDbTokenCache implements TokenCache {
       new PutItemCommand({
         TableName: this.tableName,
         Item: {
-          [partitionKey]: { S: revokedPrefix + clientName },
+          [partitionKey]: { S: revocationMarkerKey(clientName) },
           revokedAt: { N: String(at) },
           [ttlAttribute]: { N: String(Math.ceil(at / 1000) + revocationTtlSeconds) },
         },
@@ -148,7 +203,7 @@ export class DynamoDbTokenCache implements TokenCache {
     const output = await this.client.send(
       new GetItemCommand({
         TableName: this.tableName,
-        Key: { [partitionKey]: { S: revokedPrefix + clientName } },
+        Key: { [partitionKey]: { S: revocationMarkerKey(clientName) } },
         ConsistentRead: true,
       }),
     );
@@ -168,8 +223,9 @@ export class DynamoDbTokenCache implements TokenCache {
   }
 }
 
-/** An item that does not have the expected shape reads as a miss, never as a token. */
+/** An item that does not have the expected shape, or is not published yet, reads as a miss, never as a token. */
 function fromItem(item: Record<string, AttributeValue>): StoredToken | undefined {
+  if (item[pendingAttribute] !== undefined) return undefined;
   const format = Number(item.format?.N);
   const sealed = item.sealed?.B;
   const expiresAtSeconds = Number(item[ttlAttribute]?.N);

@@ -7,9 +7,11 @@ import type {
   ClientCredentials,
   Clock,
   PrivateJwk,
+  SealingKeySource,
   SecretReadOptions,
   SecretSource,
 } from '../core/ports.js';
+import { minSealingKeyBytes } from '../core/sealing.js';
 
 export const defaultSecretMaxAgeMs = 5 * 60_000;
 
@@ -44,11 +46,9 @@ export class SecretsManagerSecretSource implements SecretSource {
 
     let secretString: string | undefined;
     try {
-      const output = await this.client.send(new GetSecretValueCommand({ SecretId: client.secretName }));
-      secretString = output.SecretString;
+      secretString = await readSecretString(this.client, client.secretName);
     } catch (error) {
-      // The SDK names a service error after the error type on the wire: the answer's text, so echoed only when plain.
-      const name = (error instanceof Error ? plainCode(error.name) : undefined) ?? 'Error';
+      const name = errorNameOf(error);
       if (known !== undefined) {
         this.logger.warn('secret read failed; using the last value read', { client: clientName, errorName: name });
         return known.credentials;
@@ -62,6 +62,69 @@ export class SecretsManagerSecretSource implements SecretSource {
     this.remembered.set(client.secretName, { credentials, readAt: this.clock.now() });
     return credentials;
   }
+}
+
+/**
+ * The deployment's sealing key: the string value of the secret the stack generates (TOKEN_BROKER_SEALING_SECRET_ARN),
+ * its UTF-8 bytes the key material. Kept and re-read like client secrets (a rotated sealing key is picked up
+ * within the same bounded time), the last good value reused while Secrets Manager fails, and one read shared by
+ * the concurrent requests of a cold container.
+ */
+export class SecretsManagerSealingKeySource implements SealingKeySource {
+  private remembered: { key: Uint8Array; readAt: number } | undefined;
+  private pending: Promise<Uint8Array> | undefined;
+
+  constructor(
+    private readonly client: SecretsManagerClient,
+    private readonly secretId: string,
+    private readonly clock: Clock,
+    private readonly logger: BrokerLogger,
+    private readonly maxAgeMs = defaultSecretMaxAgeMs,
+  ) {}
+
+  getSealingKey(): Promise<Uint8Array> {
+    const known = this.remembered;
+    if (known !== undefined && this.clock.now() - known.readAt < this.maxAgeMs) return Promise.resolve(known.key);
+    this.pending ??= this.read(known).finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async read(known: { key: Uint8Array } | undefined): Promise<Uint8Array> {
+    let value: string | undefined;
+    try {
+      value = await readSecretString(this.client, this.secretId);
+    } catch (error) {
+      const name = errorNameOf(error);
+      if (known !== undefined) {
+        this.logger.warn('sealing key read failed; using the last value read', { errorName: name });
+        return known.key;
+      }
+      const what =
+        name === 'ResourceNotFoundException' ? 'does not exist' : `could not be read from Secrets Manager (${name})`;
+      throw new BrokerError('unavailable', `the token sealing key ${what}`);
+    }
+    const key = Buffer.from(value ?? '', 'utf8');
+    if (key.length < minSealingKeyBytes) {
+      throw new BrokerError(
+        'unavailable',
+        `the token sealing key must be a string of at least ${minSealingKeyBytes} bytes`,
+      );
+    }
+    this.remembered = { key, readAt: this.clock.now() };
+    return key;
+  }
+}
+
+async function readSecretString(client: SecretsManagerClient, secretId: string): Promise<string | undefined> {
+  const output = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
+  return output.SecretString;
+}
+
+/** The SDK names a service error after the error type on the wire: the answer's text, so echoed only when plain. */
+function errorNameOf(error: unknown): string {
+  return (error instanceof Error ? plainCode(error.name) : undefined) ?? 'Error';
 }
 
 /**

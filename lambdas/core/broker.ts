@@ -7,6 +7,8 @@ import type {
   CachedToken,
   ClientCredentials,
   Clock,
+  PutOutcome,
+  SealingKeySource,
   SecretSource,
   StoredToken,
   TokenCache,
@@ -74,6 +76,8 @@ export function checkTimeBudget(budget: TimeBudget): string | undefined {
 export interface TokenBrokerOptions {
   clients: ClientRegistry;
   secrets: SecretSource;
+  /** The deployment's key that tokens in the table are sealed under. */
+  sealingKeys: SealingKeySource;
   /** The shared tier behind the in-memory one. */
   cache: TokenCache;
   endpoint: TokenEndpoint;
@@ -130,6 +134,12 @@ interface Loaded {
   upstreamMs?: number;
 }
 
+/** What seals and opens a key's token in the table: the client's current credentials and the sealing key. */
+interface Keys {
+  credentials: ClientCredentials;
+  sealingKey: Uint8Array;
+}
+
 interface Target {
   clientName: string;
   client: ClientConfig;
@@ -172,6 +182,7 @@ export class TokenBroker {
   readonly refreshWindowSeconds: number;
   private readonly clients: ClientRegistry;
   private readonly secrets: SecretSource;
+  private readonly sealingKeys: SealingKeySource;
   private readonly cache: TokenCache;
   private readonly endpoint: TokenEndpoint;
   private readonly clock: Clock;
@@ -182,7 +193,6 @@ export class TokenBroker {
   private readonly upstreamBudgetMs: number;
   private readonly leaseMs: number;
   private readonly containerId = randomUUID();
-  private readonly startedAt: number;
   private readonly revocationCheckMs: number;
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
@@ -209,12 +219,12 @@ export class TokenBroker {
     this.refreshAheadFraction = fraction;
     this.clients = options.clients;
     this.secrets = options.secrets;
+    this.sealingKeys = options.sealingKeys;
     this.cache = options.cache;
     this.endpoint = options.endpoint;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
-    this.startedAt = this.clock.now();
   }
 
   hasClient(name: string): boolean {
@@ -268,18 +278,27 @@ export class TokenBroker {
 
   /**
    * The look at the table for a revocation, once the last one is older than the interval: awaited before
-   * anything is served, because a container frozen between requests runs no background work. Concurrent
-   * requests share one look (per client); within the interval there is none, so a memory hit does no I/O.
-   * When the table cannot be read, memory keeps being served (logged and counted as SharedCacheErrors) and
-   * the next look comes an interval later: a table outage must not take the broker down with it.
+   * anything is served, because a container frozen between requests runs no background work. Within the
+   * interval there is none, so a memory hit does no I/O. A container that never looked has nothing of the
+   * client in memory: its first look is taken by load(), beside the table read whose token it may serve.
    */
   private revocationCheckDue(clientName: string): Promise<void> | undefined {
     const pending = this.revocationChecks.get(clientName);
     if (pending !== undefined) return pending;
+    const known = this.revocations.get(clientName);
+    if (known === undefined || this.clock.now() - known.checkedAt < this.revocationCheckMs) return undefined;
+    return this.lookForRevocation(clientName);
+  }
+
+  /**
+   * Reads the client's revocation marker; concurrent requests share one look (per client). When the table
+   * cannot be read, memory keeps being served (logged and counted as SharedCacheErrors) and the next look comes
+   * an interval later: a table outage must not take the broker down with it.
+   */
+  private lookForRevocation(clientName: string): Promise<void> {
+    const pending = this.revocationChecks.get(clientName);
+    if (pending !== undefined) return pending;
     const startedAt = this.clock.now();
-    // A new container has nothing in memory to drop, so its first look can wait one interval.
-    const known = this.revocations.get(clientName) ?? { revokedAt: undefined, checkedAt: this.startedAt };
-    if (startedAt - known.checkedAt < this.revocationCheckMs) return undefined;
     const check = this.cache
       .revokedAt(clientName)
       .then(
@@ -338,18 +357,25 @@ export class TokenBroker {
 
   private async load(target: Target, current: CachedToken | undefined): Promise<Loaded> {
     try {
-      // The secret opens the sealed token, so both are needed: read them side by side.
-      const [credentials, sealed] = await Promise.all([
+      // The client's secret and the sealing key open the sealed token, so all three are needed: read them side by
+      // side. So is the client's revocation marker when this container never looked at it, because a token issued
+      // before an invalidation may still be in the table (the invalidation has not reached it yet): one more read
+      // in parallel, not a round trip more.
+      const firstLook = this.revocations.has(target.clientName) ? undefined : this.lookForRevocation(target.clientName);
+      const [credentials, sealingKey, sealed] = await Promise.all([
         this.secrets.getCredentials(target.clientName, target.client),
+        this.sealingKeys.getSealingKey(),
         this.readStored(target),
+        firstLook,
       ]);
-      const stored = this.open(target, credentials, sealed);
+      const keys: Keys = { credentials, sealingKey };
+      const stored = this.open(target, keys, sealed);
       if (stored !== undefined && this.isServable(stored) && !this.isDue(stored)) {
-        this.remember(target.key, stored);
+        this.remember(target, stored);
         return { token: stored, cache: 'table' };
       }
       const fallback = newest([current, stored].filter((token) => token !== undefined && this.isServable(token)));
-      return await this.renew(target, credentials, fallback);
+      return await this.renew(target, keys, fallback);
     } catch (error) {
       // A renewal that fails (secret unreadable, endpoint down) still leaves the current token to serve.
       if (current !== undefined && this.isServable(current)) return this.serveStale(target, current, error);
@@ -371,18 +397,14 @@ export class TokenBroker {
    * others keep serving the current token or, when there is none, wait for the new one in the table. Only
    * the lease holder ever calls, and its whole exchange ends by a deadline that falls before its lease does.
    */
-  private async renew(
-    target: Target,
-    credentials: ClientCredentials,
-    fallback: CachedToken | undefined,
-  ): Promise<Loaded> {
+  private async renew(target: Target, keys: Keys, fallback: CachedToken | undefined): Promise<Loaded> {
     const holder = `${this.containerId}/${randomUUID()}`;
     const attempt = await this.acquireLease(target, holder);
     let lease: GoAhead;
     if (attempt.state === 'taken') {
       if (fallback !== undefined)
         return { token: fallback, cache: fallback === this.memory.get(target.key) ? 'memory' : 'table' };
-      const waited = await this.awaitHolder(target, credentials, holder);
+      const waited = await this.awaitHolder(target, keys, holder);
       if (!('deadline' in waited)) return { token: waited, cache: 'table' };
       lease = waited;
     } else {
@@ -391,9 +413,15 @@ export class TokenBroker {
     const { state, deadline } = lease;
     const started = this.clock.now();
     try {
-      const token = await this.fetchFromEndpoint(target, credentials, deadline);
-      this.remember(target.key, token.token);
-      await this.writeShared(target, token.token, token.credentials);
+      const token = await this.fetchFromEndpoint(target, keys.credentials, deadline);
+      this.remember(target, token.token);
+      const stored = await this.writeShared(target, token.token, { ...keys, credentials: token.credentials });
+      if (stored?.outcome === 'revoked') {
+        // An invalidation landed while the provider answered: the token predates it, so it is kept nowhere. The
+        // requests waiting on it began before the invalidation and are answered with it.
+        this.logger.info('token issued before an invalidation of its client; not kept', { client: target.clientName });
+        this.noteRevocation(target.clientName, stored.revokedAt, this.clock.now());
+      }
       return {
         token: token.token,
         cache: fallback === undefined ? 'fetched' : 'refreshed',
@@ -490,20 +518,16 @@ export class TokenBroker {
    * what checkTimeBudget allows for. Resolves with the holder's token, or with the lease when this container
    * took it over.
    */
-  private async awaitHolder(
-    target: Target,
-    credentials: ClientCredentials,
-    holder: string,
-  ): Promise<CachedToken | GoAhead> {
+  private async awaitHolder(target: Target, keys: Keys, holder: string): Promise<CachedToken | GoAhead> {
     this.metrics.count('LeaseWaits', target.clientName);
     const takeoverUntil = this.clock.now() + this.leaseMs + leaseWaitSlackMs;
     const giveUpAt = takeoverUntil + this.upstreamBudgetMs + leaseWaitSlackMs;
     for (;;) {
       await this.clock.sleep(leasePollMs / 2 + Math.random() * leasePollMs);
       const lease = await this.readLease(target);
-      const stored = await this.readShared(target, credentials);
+      const stored = await this.readShared(target, keys);
       if (stored !== undefined && this.isServable(stored)) {
-        this.remember(target.key, stored);
+        this.remember(target, stored);
         return stored;
       }
       if (lease === undefined) {
@@ -560,8 +584,8 @@ export class TokenBroker {
     }
   }
 
-  private async readShared(target: Target, credentials: ClientCredentials): Promise<CachedToken | undefined> {
-    return this.open(target, credentials, await this.readStored(target));
+  private async readShared(target: Target, keys: Keys): Promise<CachedToken | undefined> {
+    return this.open(target, keys, await this.readStored(target));
   }
 
   private async readStored(target: Target): Promise<StoredToken | undefined> {
@@ -573,31 +597,35 @@ export class TokenBroker {
     }
   }
 
-  /** A token sealed under another secret (rotated since) does not open: it is a miss, as is a revoked one. */
-  private open(
-    target: Target,
-    credentials: ClientCredentials,
-    stored: StoredToken | undefined,
-  ): CachedToken | undefined {
+  /**
+   * A token sealed under another secret or sealing key (rotated since), or in another format, does not open:
+   * it is a miss, as is a revoked one.
+   */
+  private open(target: Target, keys: Keys, stored: StoredToken | undefined): CachedToken | undefined {
     if (stored === undefined || stored.format !== sealFormat) return undefined;
-    const token = unseal(this.sealingKey(credentials), target.key, stored.sealed);
+    const token = unseal(this.sealingKey(target, keys), target.key, stored.sealed);
     return token === undefined || this.isRevoked(target.clientName, token) ? undefined : token;
   }
 
-  private async writeShared(target: Target, token: CachedToken, credentials: ClientCredentials): Promise<void> {
+  private async writeShared(target: Target, token: CachedToken, keys: Keys): Promise<PutOutcome | undefined> {
     try {
-      await this.cache.put(target.key, {
-        format: sealFormat,
-        sealed: seal(this.sealingKey(credentials), target.key, token),
-        expiresAt: token.expiresAt,
-      });
+      return await this.cache.put(
+        target.key,
+        {
+          format: sealFormat,
+          sealed: seal(this.sealingKey(target, keys), target.key, token),
+          expiresAt: token.expiresAt,
+        },
+        { clientName: target.clientName, issuedAt: token.issuedAt },
+      );
     } catch (error) {
       this.sharedCacheFailed(target, 'write', error);
+      return undefined;
     }
   }
 
-  private sealingKey(credentials: ClientCredentials): SealingKey {
-    return deriveSealingKey(secretMaterialOf(credentials));
+  private sealingKey(target: Target, keys: Keys): SealingKey {
+    return deriveSealingKey(keys.sealingKey, target.key, secretMaterialOf(keys.credentials));
   }
 
   private sharedCacheFailed(target: Pick<Target, 'clientName'>, operation: string, error: unknown): void {
@@ -608,7 +636,10 @@ export class TokenBroker {
     });
   }
 
-  private remember(key: string, token: CachedToken): void {
+  /** A token issued at or before a revocation this container knows of is not kept (it is not served either). */
+  private remember(target: Target, token: CachedToken): void {
+    if (this.isRevoked(target.clientName, token)) return;
+    const key = target.key;
     const now = this.clock.now();
     for (const [otherKey, other] of this.memory) {
       if (other.expiresAt <= now) this.memory.delete(otherKey);

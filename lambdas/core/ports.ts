@@ -32,6 +32,14 @@ export interface SecretSource {
   getCredentials(clientName: string, client: ClientConfig, options?: SecretReadOptions): Promise<ClientCredentials>;
 }
 
+/**
+ * The deployment's sealing key (a random secret in Secrets Manager in production): what tokens in the table are
+ * sealed under, so that the table alone opens nothing. Cached and re-read like client secrets.
+ */
+export interface SealingKeySource {
+  getSealingKey(): Promise<Uint8Array>;
+}
+
 /** A token as the broker keeps it in memory. Times are epoch milliseconds. */
 export interface CachedToken {
   accessToken: string;
@@ -48,6 +56,9 @@ export interface StoredToken {
   expiresAt: number;
 }
 
+/** What became of a token offered to the table: kept, not kept (a newer one is there), or refused as revoked. */
+export type PutOutcome = { outcome: 'stored' } | { outcome: 'not-stored' } | { outcome: 'revoked'; revokedAt: number };
+
 /** Who holds the right to call the token endpoint for a key, and until when (epoch ms). */
 export interface TokenLease {
   holder: string;
@@ -60,8 +71,12 @@ export interface TokenLease {
  */
 export interface TokenCache {
   get(cacheKey: string): Promise<StoredToken | undefined>;
-  /** Keeps whichever of the stored and the offered token expires later. */
-  put(cacheKey: string, token: StoredToken): Promise<void>;
+  /**
+   * Keeps whichever of the stored and the offered token expires later, and never a token of the client issued
+   * (its request to the provider started) at or before the client's revocation marker: 'revoked' then, with the
+   * marker, and nothing of it is left for another container to read.
+   */
+  put(cacheKey: string, token: StoredToken, issued: { clientName: string; issuedAt: number }): Promise<PutOutcome>;
   /** True when this holder now has the lease until `until`: none existed, it had lapsed by `now`, or it was this holder's. */
   acquireLease(cacheKey: string, holder: string, now: number, until: number): Promise<boolean>;
   releaseLease(cacheKey: string, holder: string): Promise<void>;

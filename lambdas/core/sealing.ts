@@ -1,17 +1,22 @@
-import { createCipheriv, createDecipheriv, hkdfSync, type JsonWebKey, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, type JsonWebKey, randomBytes } from 'node:crypto';
 
 /**
- * Tokens at rest are sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the client's secret
- * material, with the cache key as associated data. A copy of the table yields nothing usable, a sealed
- * token cannot be moved to another key, and a token sealed under a rotated-away secret reads as a miss.
+ * Tokens at rest are sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the deployment's sealing
+ * key, a random secret held in Secrets Manager that the table never sees, for one cache key and one client
+ * secret. So a copy of the table tests nothing offline: without the sealing key no guess of the client's secret
+ * can be checked against it. The cache key is in the derivation and the associated data, so a sealed token cannot
+ * be moved to another key; the client's secret material is in the derivation, so a token sealed under a
+ * rotated-away secret reads as a miss.
  *
- * Format 1: iv (12 bytes) | ciphertext | tag (16 bytes); the plaintext is JSON of SealedPayload.
+ * Format 2: iv (12 bytes) | ciphertext | tag (16 bytes); the plaintext is JSON of SealedPayload. Format 1 (a key
+ * derived from the client's secret alone) is never opened: its items read as misses.
  */
-export const sealFormat = 1;
+export const sealFormat = 2;
 const ivBytes = 12;
 const tagBytes = 16;
-const info = Buffer.from('token-broker/token-seal/v1');
-const salt = Buffer.from('token-broker');
+const info = Buffer.from('token-broker/token-seal/v2');
+/** A sealing key shorter than this is refused: 32 characters of the stack's generated alphabet hold about 190 bits. */
+export const minSealingKeyBytes = 32;
 
 export interface SealedPayload {
   accessToken: string;
@@ -30,8 +35,18 @@ export function secretMaterialOf(credentials: { clientSecret?: string; privateKe
   return JSON.stringify([jwk.d, jwk.p, jwk.q]);
 }
 
-export function deriveSealingKey(secretMaterial: string): SealingKey {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(secretMaterial, 'utf8'), salt, info, 32));
+/**
+ * The key one cache key's token is sealed under. Cache key and secret material enter as SHA-256 digests: HKDF's
+ * info is bounded (1024 bytes in Node) and a registry's scopes are not.
+ */
+export function deriveSealingKey(deploymentKey: Uint8Array, cacheKey: string, secretMaterial: string): SealingKey {
+  if (deploymentKey.length < minSealingKeyBytes) throw new RangeError('the sealing key is too short');
+  const context = Buffer.concat([info, sha256(cacheKey), sha256(secretMaterial)]);
+  return Buffer.from(hkdfSync('sha256', deploymentKey, Buffer.alloc(0), context, 32));
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 export function seal(key: SealingKey, cacheKey: string, payload: SealedPayload): Uint8Array {

@@ -7,7 +7,11 @@ import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
 import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
 import { tracedWith, untraced } from '../adapters/observability.js';
 import { fetchDefaults } from '../adapters/resilient-fetch.js';
-import { defaultSecretMaxAgeMs, SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
+import {
+  defaultSecretMaxAgeMs,
+  SecretsManagerSealingKeySource,
+  SecretsManagerSecretSource,
+} from '../adapters/secrets-manager.js';
 import {
   checkTimeBudget,
   defaultRefreshAheadMaxSeconds,
@@ -16,7 +20,7 @@ import {
   TokenBroker,
 } from '../core/broker.js';
 import { type ClientRegistry, ConfigError, type ConfigOptions, parseClientRegistryJson } from '../core/config.js';
-import type { BrokerLogger, BrokerMetrics, Clock, SecretSource } from '../core/ports.js';
+import type { BrokerLogger, BrokerMetrics, Clock, SealingKeySource, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
 import { environmentVariables } from './environment.js';
 
@@ -25,6 +29,8 @@ export interface BrokerWiring {
   clock?: Clock;
   /** Replaces Secrets Manager, for the local dev server's embedded secrets. */
   secrets?: SecretSource;
+  /** Replaces the sealing key in Secrets Manager, for the local dev server's key generated at start. */
+  sealingKeys?: SealingKeySource;
   /** Plain http to loopback identity providers: the local dev server only. */
   allowLoopbackHttp?: boolean;
   metrics?: BrokerMetrics;
@@ -54,6 +60,13 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   const clock = wiring.clock ?? systemClock;
   const tracer = wiring.tracer;
   const captured = <T>(client: T): T => (tracer === undefined ? client : tracer.captureAWSv3Client(client));
+  const sealingSecretArn = env[environmentVariables.sealingSecretArn];
+  if (wiring.sealingKeys === undefined && !sealingSecretArn) {
+    throw new ConfigError(`${environmentVariables.sealingSecretArn} is not set`);
+  }
+  // One client for the client secrets and the sealing key, and none when both are replaced.
+  let secretsManagerClient: SecretsManagerClient | undefined;
+  const secretsManager = () => (secretsManagerClient ??= captured(new SecretsManagerClient({})));
 
   return new TokenBroker({
     clients,
@@ -64,9 +77,16 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     refreshAheadMaxSeconds,
     upstreamBudgetMs: budgetMs,
     cache: new DynamoDbTokenCache(captured(new DynamoDBClient({})), tableName),
-    secrets:
-      wiring.secrets ??
-      new SecretsManagerSecretSource(captured(new SecretsManagerClient({})), clock, wiring.logger, secretMaxAgeMs),
+    secrets: wiring.secrets ?? new SecretsManagerSecretSource(secretsManager(), clock, wiring.logger, secretMaxAgeMs),
+    sealingKeys:
+      wiring.sealingKeys ??
+      new SecretsManagerSealingKeySource(
+        secretsManager(),
+        sealingSecretArn ?? '',
+        clock,
+        wiring.logger,
+        secretMaxAgeMs,
+      ),
     endpoint: new OAuthTokenEndpoint({
       clock,
       logger: wiring.logger,

@@ -12,6 +12,8 @@ export const environmentVariables = {
   upstreamBudgetMs: 'TOKEN_BROKER_UPSTREAM_BUDGET_MS',
   refreshAheadMaxSeconds: 'TOKEN_BROKER_REFRESH_AHEAD_MAX_SECONDS',
   secretMaxAgeSeconds: 'TOKEN_BROKER_SECRET_MAX_AGE_SECONDS',
+  /** The Secrets Manager secret (ARN) holding the deployment's random key that cached tokens are sealed under. */
+  sealingSecretArn: 'TOKEN_BROKER_SEALING_SECRET_ARN',
 } as const;
 
 /**

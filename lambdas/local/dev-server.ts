@@ -5,7 +5,7 @@ import { userInfo } from 'node:os';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyResult, Context } from 'aws-lambda';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
-import type { SecretSource } from '../core/ports.js';
+import type { SealingKeySource, SecretSource } from '../core/ports.js';
 import { createBrokerFromEnvironment } from '../entry/compose.js';
 import { createHandler } from '../entry/create-handler.js';
 import { environmentVariables } from '../entry/environment.js';
@@ -31,7 +31,7 @@ import {
 import { listenOnLoopback } from './listen.js';
 import { startOidcServer } from './oidc-server.js';
 import { refusalOf } from './request-guard.js';
-import { StaticSecretSource } from './static-secrets.js';
+import { StaticSealingKeySource, StaticSecretSource } from './static-secrets.js';
 
 /**
  * `npm start`: the broker on http://127.0.0.1:8787, fed API Gateway-shaped events by a plain HTTP server, and
@@ -64,6 +64,7 @@ function parsePort(value: string | undefined): number {
 
 interface EmbeddedParts {
   secrets: SecretSource;
+  sealingKeys: SealingKeySource;
   clientNames: string[];
   issuer: string;
   close: () => Promise<void>;
@@ -90,6 +91,8 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
     secrets: new StaticSecretSource(
       new Map(clients.map((client) => [localSecretName(client.name), client.credentials])),
     ),
+    // Random per start, like the stack's generated secret: the in-memory table does not outlive it either.
+    sealingKeys: new StaticSealingKeySource(randomBytes(32)),
     clientNames: clients.map((client) => client.name),
     issuer: oidc.issuer,
     close: async () => {
@@ -98,7 +101,10 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   };
 }
 
-/** Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the table from TOKEN_BROKER_TABLE. */
+/**
+ * Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the table from TOKEN_BROKER_TABLE, the
+ * sealing key from the secret TOKEN_BROKER_SEALING_SECRET_ARN names (both stack outputs).
+ */
 function awsDefaults(): void {
   if (!process.env[environmentVariables.clients]) {
     const cdkJson = JSON.parse(readFileSync(cdkJsonUrl, 'utf8'));
@@ -145,7 +151,7 @@ try {
   const broker = createBrokerFromEnvironment(process.env, {
     logger,
     allowLoopbackHttp: !useAws,
-    ...(local === undefined ? {} : { secrets: local.secrets }),
+    ...(local === undefined ? {} : { secrets: local.secrets, sealingKeys: local.sealingKeys }),
   });
   handler = createHandler(broker, logger);
   clientNames = Object.keys(

@@ -1,6 +1,6 @@
 import type { ClientConfig } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
-import type { ClientCredentials, SecretSource } from '../core/ports.js';
+import type { ClientCredentials, SealingKeySource, SecretSource } from '../core/ports.js';
 
 /** Secrets held in memory by secret name: the local dev server's stand-in for Secrets Manager. */
 export class StaticSecretSource implements SecretSource {
@@ -11,5 +11,14 @@ export class StaticSecretSource implements SecretSource {
     if (credentials === undefined)
       throw new BrokerError('unavailable', `the secret of client ${clientName} does not exist`);
     return credentials;
+  }
+}
+
+/** A sealing key held in memory: the local dev server's, generated at each start (its table lives as long). */
+export class StaticSealingKeySource implements SealingKeySource {
+  constructor(private readonly key: Uint8Array) {}
+
+  async getSealingKey(): Promise<Uint8Array> {
+    return this.key;
   }
 }

@@ -131,6 +131,7 @@ export async function runColdStart(): Promise<Figure[]> {
       PATH: process.env.PATH,
       // What the stack sets (lib/token-broker.ts), with this bench's table and registry (the cold client only).
       [environmentVariables.tableName]: setup.tableName,
+      [environmentVariables.sealingSecretArn]: process.env[environmentVariables.sealingSecretArn],
       [environmentVariables.clients]: JSON.stringify({ cold: setup.registry.cold }),
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'bench',

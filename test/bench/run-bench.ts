@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalOidcServer, startOidcServer } from '../../lambdas/local/oidc-server.js';
-import { startSecretsManagerStandIn } from '../support/secrets-manager.js';
+import { startSecretsManagerStandIn, storeSealingKey } from '../support/secrets-manager.js';
 import { generateTlsMaterial, writeTlsMaterial } from '../support/tls-material.js';
 import { stopChild } from './processes.js';
 import {
@@ -200,6 +200,7 @@ async function main(): Promise<number> {
       credentials.secretName,
       JSON.stringify({ client_id: credentials.clientId, client_secret: credentials.clientSecret }),
     );
+    const sealing = storeSealingKey(secretsManager);
     let serverErrors = 0;
     const oidcServer = async (ttlSeconds: number): Promise<LocalOidcServer> => {
       const server = await startOidcServer({
@@ -276,6 +277,7 @@ async function main(): Promise<number> {
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
       [environmentVariables.tableName]: tableName,
+      ...sealing.env,
       [environmentVariables.clients]: JSON.stringify(registry),
       BENCH_SETUP: JSON.stringify(setup),
     };

@@ -47,9 +47,27 @@ describe('cold start', () => {
     assert.match(result.stderr, /TOKEN_BROKER_TABLE is not set/);
   });
 
+  it('fails naming the variable when the sealing key secret is not configured', () => {
+    const result = coldStart({
+      [environmentVariables.tableName]: 'tokens',
+      [environmentVariables.sealingSecretArn]: '',
+      [environmentVariables.clients]: JSON.stringify({
+        bwell: {
+          wellKnownUrl: 'https://cognito-idp.example/.well-known/openid-configuration',
+          secretName: 'token-broker/bwell',
+          scopes: ['system/*.read'],
+        },
+      }),
+    });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /TOKEN_BROKER_SEALING_SECRET_ARN is not set/);
+  });
+
   it('starts with the registry the repository ships', () => {
     const result = coldStart({
       [environmentVariables.tableName]: 'tokens',
+      [environmentVariables.sealingSecretArn]:
+        'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
       [environmentVariables.clients]: JSON.stringify({
         bwell: {
           wellKnownUrl:

@@ -8,17 +8,19 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDbTokenCache } from '../../lambdas/adapters/dynamodb-cache.js';
+import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDbTokenCache, revocationMarkerKey } from '../../lambdas/adapters/dynamodb-cache.js';
+import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import type { TokenBroker, TokenResult } from '../../lambdas/core/broker.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
 import { ShiftedClock } from '../support/broker-harness.js';
-import { CountingMetrics, FixedSecretSource, RecordingLogger } from '../support/fakes.js';
+import { CountingMetrics, deferred, FixedSecretSource, RecordingLogger } from '../support/fakes.js';
 import { assertNoLeak } from '../support/logs.js';
 import { type ScriptedAnswer, type ScriptedIdp, startScriptedIdp } from '../support/scripted-idp.js';
+import { type SecretsManagerStandIn, startSecretsManagerStandIn, storeSealingKey } from '../support/secrets-manager.js';
 
 const tableName = 'token-broker-stampede';
 const containerCount = 10;
@@ -29,6 +31,8 @@ const randomToken = () => `at-${randomBytes(24).toString('base64url')}`;
 
 let idp: ScriptedIdp;
 let dynamo: LocalDynamo;
+let secretsManager: SecretsManagerStandIn;
+let sealingKey: string;
 const logger = new RecordingLogger();
 const secrets = new FixedSecretSource({ clientId: 'stampede-id', clientSecret });
 /** Every token the provider issued, for the leak check. */
@@ -69,6 +73,12 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
     idp = await startScriptedIdp(async () => bearer());
     dynamo = await startDynalite();
     await createTokenTable(dynamo.endpoint, tableName);
+    // The client secrets are fixed; the sealing key is read through the SDK from the stand-in, as deployed.
+    secretsManager = await startSecretsManagerStandIn();
+    const sealing = storeSealingKey(secretsManager);
+    sealingKey = sealing.key;
+    Object.assign(process.env, sealing.env);
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
     const client = (extra: Record<string, unknown> = {}) => ({
       wellKnownUrl: idp.wellKnownUrl,
       secretName: 'token-broker/stampede',
@@ -86,12 +96,15 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
       slow: client(),
       overreach: client({ defaultScope: undefined }),
       revoked: client(),
+      raced: client(),
+      marked: client(),
     });
   });
   after(async () => {
     await idp?.close();
     await dynamo?.close();
-    assertNoLeak(JSON.stringify(logger.lines), [clientSecret, ...issued]);
+    await secretsManager?.close();
+    assertNoLeak(JSON.stringify(logger.lines), [clientSecret, sealingKey, ...issued]);
   });
 
   it('lets one holder reach a provider that fails fast; the nine waiting containers answer 503 without calling', async () => {
@@ -159,4 +172,62 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
     assert.notEqual(answer.response.access_token, revoked.response.access_token);
     assert.equal(answer.cache, 'fetched');
   });
+
+  it('refuses to store a renewal begun before another container invalidated; a fresh container gets a miss', async () => {
+    const metrics = new CountingMetrics();
+    const renewing = container(metrics);
+    const admin = container(metrics);
+    const release = deferred<void>();
+    const reachedBefore = idp.tokenRequests().length;
+    idp.answerWith(async () => {
+      await release.promise;
+      return bearer();
+    });
+    const renewal = renewing.broker.getToken({ client: 'raced' });
+    await until(() => idp.tokenRequests().length > reachedBefore);
+    // The provider has the request; the invalidation lands before its answer does.
+    await delay(5);
+    await admin.broker.invalidate('raced');
+    idp.answerWith(async () => bearer());
+    release.resolve();
+    const raced = await renewal;
+    assert.equal(raced.cache, 'fetched');
+    assert.equal(
+      await storedItem(`raced#${readScope}`),
+      undefined,
+      'the token issued before the invalidation is not in the table',
+    );
+    const fresh = await container(metrics).broker.getToken({ client: 'raced' });
+    assert.equal(fresh.cache, 'fetched');
+    assert.notEqual(fresh.response.access_token, raced.response.access_token);
+  });
+
+  it('makes a fresh container check the revocation marker before serving a token from the table', async () => {
+    const metrics = new CountingMetrics();
+    idp.answerWith(async () => bearer());
+    const first = await container(metrics).broker.getToken({ client: 'marked' });
+    assert.notEqual(await storedItem(`marked#${readScope}`), undefined);
+    // An invalidation's marker, written before its deletions reach the token item.
+    await delay(5);
+    const raw = new DynamoDBClient({});
+    await raw.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { [partitionKey]: { S: revocationMarkerKey('marked') }, revokedAt: { N: String(Date.now()) } },
+      }),
+    );
+    raw.destroy();
+    const fresh = await container(metrics).broker.getToken({ client: 'marked' });
+    assert.equal(fresh.cache, 'fetched');
+    assert.notEqual(fresh.response.access_token, first.response.access_token);
+  });
 });
+
+async function storedItem(cacheKey: string) {
+  const raw = new DynamoDBClient({});
+  const output = await raw.send(
+    new GetItemCommand({ TableName: tableName, Key: { [partitionKey]: { S: cacheKey } }, ConsistentRead: true }),
+  );
+  raw.destroy();
+  return output.Item;
+}

@@ -15,7 +15,7 @@ import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '..
 import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
 import { startScriptedIdp } from './scripted-idp.js';
-import { startSecretsManagerStandIn } from './secrets-manager.js';
+import { startSecretsManagerStandIn, storeSealingKey } from './secrets-manager.js';
 
 export { functionArn } from './lambda-context.js';
 
@@ -73,6 +73,7 @@ export async function startBrokerHarness() {
   await createTokenTable(dynamo.endpoint, tableName);
   const secretsManager = await startSecretsManagerStandIn();
   const revokedSecret = secret();
+  const sealing = storeSealingKey(secretsManager);
   secretsManager.putSecret(
     'token-broker/bwell',
     JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret }),
@@ -143,6 +144,7 @@ export async function startBrokerHarness() {
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
   process.env[environmentVariables.tableName] = tableName;
+  Object.assign(process.env, sealing.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = '1500';
 
@@ -180,6 +182,7 @@ export async function startBrokerHarness() {
       basic.clientSecret,
       revoked.clientSecret,
       revokedSecret,
+      sealing.key,
       ...[smartRsa, smartEc].flatMap((smart) =>
         [smart.privateJwk.d, smart.privateJwk.p].filter((part) => part !== undefined),
       ),

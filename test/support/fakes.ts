@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { BrokerError } from '../../lambdas/core/errors.js';
 import type {
   BrokerLogger,
   BrokerMetric,
@@ -5,6 +7,8 @@ import type {
   ClientCredentials,
   Clock,
   IssuedToken,
+  PutOutcome,
+  SealingKeySource,
   SecretSource,
   StoredToken,
   TokenCache,
@@ -44,11 +48,25 @@ export class MapTokenCache implements TokenCache {
     this.check();
     return this.items.get(cacheKey);
   }
-  async put(cacheKey: string, token: StoredToken): Promise<void> {
+  /** Every put's outcome, in order. */
+  readonly putOutcomes: PutOutcome[] = [];
+  async put(
+    cacheKey: string,
+    token: StoredToken,
+    issued: { clientName: string; issuedAt: number },
+  ): Promise<PutOutcome> {
     this.puts++;
     this.check();
+    const revokedAt = this.revocations.get(issued.clientName);
     const existing = this.items.get(cacheKey);
-    if (existing === undefined || existing.expiresAt < token.expiresAt) this.items.set(cacheKey, token);
+    let outcome: PutOutcome = { outcome: 'not-stored' };
+    if (revokedAt !== undefined && issued.issuedAt <= revokedAt) outcome = { outcome: 'revoked', revokedAt };
+    else if (existing === undefined || existing.expiresAt < token.expiresAt) {
+      this.items.set(cacheKey, token);
+      outcome = { outcome: 'stored' };
+    }
+    this.putOutcomes.push(outcome);
+    return outcome;
   }
   /** Calls to acquireLease, won or lost. */
   leaseAttempts = 0;
@@ -84,6 +102,19 @@ export class MapTokenCache implements TokenCache {
     this.revocationReads++;
     this.check();
     return this.revocations.get(clientName);
+  }
+}
+
+/** A sealing key fixed at construction (random by default), counting its reads. */
+export class FixedSealingKey implements SealingKeySource {
+  reads = 0;
+  failing = false;
+  constructor(public key: Uint8Array = randomBytes(32)) {}
+  async getSealingKey(): Promise<Uint8Array> {
+    this.reads++;
+    // As the Secrets Manager adapter fails when it has no key to fall back on.
+    if (this.failing) throw new BrokerError('unavailable', 'the token sealing key could not be read');
+    return this.key;
   }
 }
 

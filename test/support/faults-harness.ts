@@ -23,7 +23,7 @@ import { httpEvent, ShiftedClock } from './broker-harness.js';
 import { CountingMetrics } from './fakes.js';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.js';
 import { apiGatewayContext } from './lambda-context.js';
-import { startSecretsManagerStandIn } from './secrets-manager.js';
+import { startSecretsManagerStandIn, storeSealingKey } from './secrets-manager.js';
 import { loadTestTls } from './tls.js';
 
 export const tableName = 'token-broker-faults';
@@ -75,6 +75,8 @@ export async function startFaultsHarness() {
   };
   for (const client of provider)
     secretsManager.putSecret(secretNames[client.clientId as keyof typeof secretNames], secretJson(client));
+  const sealing = storeSealingKey(secretsManager);
+  secretValues.push(sealing.key);
 
   const client = (secretName: string, extra: Record<string, unknown> = {}) => ({
     wellKnownUrl: proxy.wellKnownUrl,
@@ -101,6 +103,7 @@ export async function startFaultsHarness() {
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
   process.env[environmentVariables.tableName] = tableName;
+  Object.assign(process.env, sealing.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = String(upstreamBudgetMs);
   delete process.env[environmentVariables.secretMaxAgeSeconds];

@@ -6,7 +6,7 @@
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
-import { type SecretsManagerStandIn, startSecretsManagerStandIn } from './secrets-manager.js';
+import { type SecretsManagerStandIn, startSecretsManagerStandIn, storeSealingKey } from './secrets-manager.js';
 import { loadTestTls } from './tls.js';
 
 export interface LocalPartsOptions {
@@ -37,6 +37,7 @@ export async function startLocalParts(options: LocalPartsOptions): Promise<Local
     options.secretName,
     JSON.stringify({ client_id: options.client.clientId, client_secret: options.client.clientSecret }),
   );
+  const sealing = storeSealingKey(secretsManager);
   const registered = {
     wellKnownUrl: oidc.wellKnownUrl,
     secretName: options.secretName,
@@ -56,6 +57,7 @@ export async function startLocalParts(options: LocalPartsOptions): Promise<Local
       AWS_SESSION_TOKEN: undefined,
       AWS_REGION: 'us-east-1',
       [environmentVariables.tableName]: options.tableName,
+      ...sealing.env,
       [environmentVariables.clients]: JSON.stringify({ [options.clientName]: registered }),
     },
     close: async () => {

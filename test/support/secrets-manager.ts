@@ -11,6 +11,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { listenOnLoopback } from '../../lambdas/local/listen.js';
 
 export type SecretsManagerFault = 'InternalServiceError' | 'ThrottlingException';
@@ -18,8 +19,8 @@ export type SecretsManagerFault = 'InternalServiceError' | 'ThrottlingException'
 export interface SecretsManagerStandIn {
   /** `http://127.0.0.1:<port>` */
   endpoint: string;
-  /** Creates the secret, or stores `value` as its new AWSCURRENT version. */
-  putSecret(name: string, value: string): void;
+  /** Creates the secret, or stores `value` as its new AWSCURRENT version; returns the secret's ARN. */
+  putSecret(name: string, value: string): string;
   /** GetSecretValue requests received (including failed ones and SDK retries). */
   getSecretValueCalls(): number;
   /**
@@ -222,7 +223,7 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
     putSecret(name, value) {
       const secret = secrets.get(name);
       if (secret) addVersion(secret, value);
-      else create(name, value);
+      return (secret ?? create(name, value)).arn;
     },
     getSecretValueCalls: () => getSecretValueCalls,
     failNext(count, kind = 'InternalServiceError') {
@@ -235,6 +236,15 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * Stores a random sealing key in the stand-in, shaped like the stack's generated secret (64 letters and digits), and
+ * returns it (for leak checks) with the environment that points the broker at it by ARN, as the stack's does.
+ */
+export function storeSealingKey(standIn: SecretsManagerStandIn, name = 'token-broker/sealing-key') {
+  const key = randomBytes(48).toString('base64url').replace(/[-_]/g, 'x');
+  return { key, env: { [environmentVariables.sealingSecretArn]: standIn.putSecret(name, key) } };
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { TokenBroker } from '../../lambdas/core/broker.js';
 import type { ClientRegistry } from '../../lambdas/core/config.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
+import { deriveSealingKey, seal, unseal } from '../../lambdas/core/sealing.js';
 import {
   CountingMetrics,
   deferred,
   FakeClock,
+  FixedSealingKey,
   FixedSecretSource,
   MapTokenCache,
   RecordingLogger,
@@ -34,8 +37,10 @@ function setup(options: { refreshWindowSeconds?: number; refreshAheadFraction?: 
   const secrets = new FixedSecretSource({ clientId: 'id', clientSecret: 'secret' });
   const logger = new RecordingLogger();
   const metrics = new CountingMetrics();
-  const newBroker = () => new TokenBroker({ clients, secrets, cache, endpoint, clock, logger, metrics, ...options });
-  return { clock, cache, endpoint, secrets, logger, metrics, broker: newBroker(), newBroker };
+  const sealingKeys = new FixedSealingKey();
+  const newBroker = () =>
+    new TokenBroker({ clients, secrets, sealingKeys, cache, endpoint, clock, logger, metrics, ...options });
+  return { clock, cache, endpoint, secrets, sealingKeys, logger, metrics, broker: newBroker(), newBroker };
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string) {
@@ -188,8 +193,78 @@ describe('TokenBroker', () => {
     await broker.getToken({ client: 'bwell' });
     const stored = cache.items.get('bwell#system/*.read');
     assert.equal(stored?.expiresAt, issuedAt + 3_600_000);
-    assert.equal(stored?.format, 1);
+    assert.equal(stored?.format, 2);
     assert.equal(Buffer.from(stored?.sealed ?? []).includes(Buffer.from('token-1')), false);
+  });
+
+  it('seals the stored token under the sealing key: the client secret alone does not open it', async () => {
+    const { broker, cache, sealingKeys } = setup();
+    await broker.getToken({ client: 'bwell' });
+    const sealed = cache.items.get('bwell#system/*.read')?.sealed ?? new Uint8Array();
+    const cacheKey = 'bwell#system/*.read';
+    // Format 1's derivation, from the secret alone: what a copy of the table let a thief test guesses against.
+    const fromSecretAlone = Buffer.from(
+      hkdfSync(
+        'sha256',
+        Buffer.from('secret'),
+        Buffer.from('token-broker'),
+        Buffer.from('token-broker/token-seal/v1'),
+        32,
+      ),
+    );
+    assert.equal(unseal(fromSecretAlone, cacheKey, sealed), undefined);
+    assert.equal(unseal(deriveSealingKey(randomBytes(32), cacheKey, 'secret'), cacheKey, sealed), undefined);
+    assert.equal(
+      unseal(deriveSealingKey(sealingKeys.key, cacheKey, 'secret'), cacheKey, sealed)?.accessToken,
+      'token-1',
+    );
+  });
+
+  it('reads the sealing key beside the secret and the table, and a token under a rotated sealing key as a miss', async () => {
+    const { broker, newBroker, sealingKeys, endpoint } = setup();
+    await broker.getToken({ client: 'bwell' });
+    assert.equal(sealingKeys.reads, 1);
+    sealingKeys.key = randomBytes(32);
+    const result = await newBroker().getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(endpoint.calls, 2);
+  });
+
+  it('reads a format-1 item (sealed under the client secret alone) as a miss', async () => {
+    const { cache, newBroker, endpoint, clock } = setup();
+    const cacheKey = 'bwell#system/*.read';
+    const v1Key = Buffer.from(
+      hkdfSync(
+        'sha256',
+        Buffer.from('secret'),
+        Buffer.from('token-broker'),
+        Buffer.from('token-broker/token-seal/v1'),
+        32,
+      ),
+    );
+    const token = {
+      accessToken: 'old',
+      tokenType: 'Bearer',
+      scope: 'system/*.read',
+      issuedAt: clock.now(),
+      expiresAt: clock.now() + 3_600_000,
+    };
+    cache.items.set(cacheKey, { format: 1, sealed: seal(v1Key, cacheKey, token), expiresAt: token.expiresAt });
+    const result = await newBroker().getToken({ client: 'bwell' });
+    assert.equal(result.cache, 'fetched');
+    assert.equal(endpoint.calls, 1);
+  });
+
+  it('answers 503 when the sealing key cannot be read and nothing is cached, and serves memory when it is', async () => {
+    const { broker, sealingKeys, clock, endpoint } = setup();
+    sealingKeys.failing = true;
+    await rejectsWith(broker.getToken({ client: 'bwell' }), 'unavailable');
+    assert.equal(endpoint.calls, 0);
+    sealingKeys.failing = false;
+    await broker.getToken({ client: 'bwell' });
+    sealingKeys.failing = true;
+    clock.advance(3_600_000 - 200_000);
+    assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'stale-served');
   });
 
   it('reads a stored token sealed under a rotated-away secret as a miss', async () => {
@@ -356,16 +431,17 @@ describe('TokenBroker', () => {
   it('keeps serving from memory when the revocation check cannot read the table, and logs and counts it', async () => {
     const { broker, clock, cache, endpoint, logger, metrics } = setup();
     await broker.getToken({ client: 'bwell' });
+    assert.equal(cache.revocationReads, 1, 'the first look, beside the first table read');
     clock.advance(31_000);
     cache.failing = true;
     const errors = metrics.of('SharedCacheErrors');
     assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
-    assert.equal(cache.revocationReads, 1);
+    assert.equal(cache.revocationReads, 2);
     assert.equal(metrics.of('SharedCacheErrors'), errors + 1);
     assert.ok(logger.lines.some((line) => line.level === 'warn' && /revocation check failed/.test(line.message)));
     // The next look comes an interval later, not on every request.
     assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
-    assert.equal(cache.revocationReads, 1);
+    assert.equal(cache.revocationReads, 2);
     assert.equal(endpoint.calls, 1);
   });
 
@@ -642,13 +718,14 @@ describe('TokenBroker', () => {
       await newBroker().invalidate('bwell');
       clock.advance(29_000);
       const gets = cache.gets;
+      const reads = cache.revocationReads;
       assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
-      assert.equal(cache.revocationReads, 0, 'no revocation look within the first interval');
+      assert.equal(cache.revocationReads, reads, 'no revocation look within the interval');
       assert.equal(cache.gets, gets, 'a memory hit within the interval does no I/O');
       clock.advance(2_000);
       // The look happens before the answer: a container frozen between requests runs nothing in the background.
       const after = await broker.getToken({ client: 'bwell' });
-      assert.equal(cache.revocationReads, 1);
+      assert.equal(cache.revocationReads, reads + 1);
       assert.equal(after.cache, 'fetched');
       assert.equal(after.response.access_token, 'token-2');
       assert.equal(endpoint.calls, 2);
@@ -670,13 +747,62 @@ describe('TokenBroker', () => {
       const revoked = await broker.getToken({ client: 'bwell' });
       await newBroker().invalidate('bwell');
       clock.advance(31_000);
+      const before = cache.revocationReads;
       const answers = await Promise.all(Array.from({ length: 10 }, () => broker.getToken({ client: 'bwell' })));
-      assert.equal(cache.revocationReads, 1, 'one look for all of them');
+      assert.equal(cache.revocationReads, before + 1, 'one look for all of them');
       assert.ok(answers.every((answer) => answer.response.access_token !== revoked.response.access_token));
       // Checked just now: the next memory hit does no I/O.
       const reads = cache.revocationReads;
       assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
       assert.equal(cache.revocationReads, reads);
+    });
+
+    it('refuses to store a renewal begun before an invalidation that landed during it; a fresh container misses', async () => {
+      const { broker, newBroker, clock, cache, endpoint } = setup();
+      const answered = deferred<void>();
+      const started = deferred<void>();
+      endpoint.answerWith(async (request, call) => {
+        started.resolve();
+        await answered.promise;
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: request.scope };
+      });
+      const renewal = broker.getToken({ client: 'bwell' });
+      await started.promise;
+      clock.advance(1_000);
+      await newBroker().invalidate('bwell');
+      clock.advance(1_000);
+      answered.resolve();
+      // The requests that began before the invalidation get the token; nothing keeps it.
+      assert.equal((await renewal).response.access_token, 'token-1');
+      assert.deepEqual(cache.putOutcomes, [{ outcome: 'revoked', revokedAt: clock.now() - 1_000 }]);
+      assert.equal(cache.items.size, 0);
+      endpoint.answerWith(async (request, call) => ({
+        accessToken: `token-${call}`,
+        tokenType: 'Bearer',
+        expiresIn: 3600,
+        scope: request.scope,
+      }));
+      const fresh = await newBroker().getToken({ client: 'bwell' });
+      assert.equal(fresh.cache, 'fetched');
+      assert.equal(fresh.response.access_token, 'token-2');
+      // The renewing container learnt the marker: its copy is gone from memory too.
+      const again = await broker.getToken({ client: 'bwell' });
+      assert.notEqual(again.response.access_token, 'token-1');
+    });
+
+    it('makes a fresh container check the revocation marker before it serves a token from the table', async () => {
+      const { broker, newBroker, clock, cache, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      // The marker is written, the invalidation has not reached the token item yet.
+      clock.advance(1_000);
+      cache.revocations.set('bwell', clock.now());
+      clock.advance(1_000);
+      const gets = cache.gets;
+      const fresh = await newBroker().getToken({ client: 'bwell' });
+      assert.equal(fresh.cache, 'fetched');
+      assert.equal(fresh.response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+      assert.equal(cache.gets, gets + 1, 'the marker was read beside the token, not in a round trip of its own');
     });
 
     it('refuses to invalidate an unknown client', async () => {

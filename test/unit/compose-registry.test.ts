@@ -23,7 +23,15 @@ describe('the composition root reads the registry from TOKEN_BROKER_CLIENTS_FILE
     return join(dir, name);
   };
   const compose = (env: NodeJS.ProcessEnv) =>
-    createBrokerFromEnvironment({ [environmentVariables.tableName]: 'tokens', ...env }, { logger });
+    createBrokerFromEnvironment(
+      {
+        [environmentVariables.tableName]: 'tokens',
+        [environmentVariables.sealingSecretArn]:
+          'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
+        ...env,
+      },
+      { logger },
+    );
   /** Asserts a ConfigError whose message names the file (by its resolved path) and matches `pattern`. */
   const failsNaming = (env: NodeJS.ProcessEnv, path: string, pattern: RegExp) =>
     assert.throws(

@@ -18,6 +18,8 @@ function environment(upstreamBudgetMs?: string): NodeJS.ProcessEnv {
   return {
     [environmentVariables.clients]: registry,
     [environmentVariables.tableName]: 'tokens',
+    [environmentVariables.sealingSecretArn]:
+      'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
     ...(upstreamBudgetMs === undefined ? {} : { [environmentVariables.upstreamBudgetMs]: upstreamBudgetMs }),
   };
 }
