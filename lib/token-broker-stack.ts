@@ -45,6 +45,10 @@ export class TokenBrokerStack extends Stack {
       description: 'The broker function (unqualified)',
     });
     new CfnOutput(this, 'TableName', { value: broker.table.tableName, description: 'The token cache table' });
+    new CfnOutput(this, 'SealingSecretArn', {
+      value: broker.sealingSecret.secretArn,
+      description: 'The secret holding the key cached tokens are sealed under (npm run start:aws reads it)',
+    });
     new CfnOutput(this, 'DashboardName', {
       value: broker.dashboard.dashboardName,
       description: "CloudWatch dashboard of the broker's metrics",

@@ -23,6 +23,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { type ICommandHooks, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
@@ -167,6 +168,8 @@ export class TokenBroker extends Construct {
   readonly clients: ClientRegistry;
   readonly clientNames: readonly string[];
   readonly table: dynamodb.Table;
+  /** The deployment's random key that tokens in the table are sealed under; only the function reads it. */
+  readonly sealingSecret: secretsmanager.Secret;
   readonly fn: NodejsFunction;
   /** The alias API Gateway invokes; the handler serves API Gateway's events through it only. */
   readonly apiGatewayAlias: lambda.Alias;
@@ -215,6 +218,22 @@ export class TokenBroker extends Construct {
       reason:
         'The table caches short-lived access tokens that the broker re-fetches on a miss. Point-in-time ' +
         'recovery would restore nothing of value and would keep bearer tokens in backups for 35 days.',
+    });
+
+    this.sealingSecret = new secretsmanager.Secret(this, 'SealingKey', {
+      description:
+        'token-broker: the random key the cached tokens are sealed under in the token table (not a client secret)',
+      // 64 letters and digits, about 380 bits; the function derives a key per cached token from it.
+      generateSecretString: { passwordLength: 64, excludePunctuation: true, includeSpace: false },
+      // It seals nothing but the table's cache, which goes with the stack too.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(this.sealingSecret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason:
+        'The sealing key has no counterpart outside this stack, so a rotation Lambda would have nothing to ' +
+        'update: rotating it is putting a new random value (docs/deploy.md), after which every cached token ' +
+        'reads as a miss once and is fetched again from the identity provider.',
     });
 
     this.logGroup = new logs.LogGroup(this, 'FunctionLogs', { retention });
@@ -685,6 +704,7 @@ export class TokenBroker extends Construct {
     return {
       [environmentVariables.tableName]: this.table.tableName,
       [environmentVariables.clientsFile]: registryFileName,
+      [environmentVariables.sealingSecretArn]: this.sealingSecret.secretArn,
       [serviceNameVariable]: this.serviceName,
       ...optional('refreshWindowSeconds', props.refreshWindowSeconds),
       ...optional('upstreamBudgetMs', props.upstreamBudgetMs),
@@ -730,6 +750,14 @@ export class TokenBroker extends Construct {
         sid: 'ClientSecrets',
         actions: ['secretsmanager:GetSecretValue'],
         resources: [...secretArns],
+      }),
+    );
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'SealingKey',
+        // Read only: not grantRead, which adds DescribeSecret the code never calls.
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.sealingSecret.secretArn],
       }),
     );
     let keyStatement = 0;

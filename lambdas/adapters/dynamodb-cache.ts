@@ -7,7 +7,6 @@ import {
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
-  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { PutOutcome, StoredToken, TokenCache, TokenLease } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
@@ -68,18 +67,18 @@ export class DynamoDbTokenCache implements TokenCache {
   ): Promise<PutOutcome> {
     const expiresAt = String(Math.floor(token.expiresAt / 1000));
     const writer = randomUUID();
+    const item: Record<string, AttributeValue> = {
+      [partitionKey]: { S: cacheKey },
+      format: { N: String(token.format) },
+      sealed: { B: token.sealed },
+      [ttlAttribute]: { N: expiresAt },
+      [writerAttribute]: { S: writer },
+    };
     const written = await this.conditionally(() =>
       this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
-          Item: {
-            [partitionKey]: { S: cacheKey },
-            format: { N: String(token.format) },
-            sealed: { B: token.sealed },
-            [ttlAttribute]: { N: expiresAt },
-            [pendingAttribute]: { BOOL: true },
-            [writerAttribute]: { S: writer },
-          },
+          Item: { ...item, [pendingAttribute]: { BOOL: true } },
           // Another container may have stored a newer token meanwhile: never replace it with an older one.
           ConditionExpression: 'attribute_not_exists(#key) OR #expiresAt < :expiresAt',
           ExpressionAttributeNames: { '#key': partitionKey, '#expiresAt': ttlAttribute },
@@ -100,14 +99,10 @@ export class DynamoDbTokenCache implements TokenCache {
       await this.conditionally(() => this.client.send(new DeleteItemCommand(ours)));
       return { outcome: 'revoked', revokedAt };
     }
+    // The same item without `pending`, by PutItem: the role needs no UpdateItem for it.
+    const { Key: _key, ...condition } = ours;
     const published = await this.conditionally(() =>
-      this.client.send(
-        new UpdateItemCommand({
-          ...ours,
-          UpdateExpression: 'REMOVE #pending',
-          ExpressionAttributeNames: { ...ours.ExpressionAttributeNames, '#pending': pendingAttribute },
-        }),
-      ),
+      this.client.send(new PutItemCommand({ ...condition, Item: item })),
     );
     return { outcome: published ? 'stored' : 'not-stored' };
   }

@@ -92,7 +92,8 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
       false,
       'the token is sealed at rest',
     );
-    assert.equal(item?.format?.N, '1');
+    assert.equal(item?.format?.N, '2');
+    assert.equal(item?.pending, undefined, 'published: checked against the revocation marker');
   });
 
   it('refreshes a token once it is inside the refresh window, in every container', async () => {

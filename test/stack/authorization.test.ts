@@ -85,6 +85,8 @@ describe("the function role's permissions, exactly", () => {
         `Allow logs:CreateLogStream ${JSON.stringify({ 'Fn::GetAtt': [fnLogs, 'Arn'] })}`,
         `Allow logs:PutLogEvents ${JSON.stringify({ 'Fn::GetAtt': [fnLogs, 'Arn'] })}`,
         `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-??????"`,
+        // The deployment's sealing key, which the stack generates.
+        `Allow secretsmanager:GetSecretValue ${JSON.stringify({ Ref: logicalIdOf(template, 'AWS::SecretsManager::Secret') })}`,
         // X-Ray's PutTraceSegments / PutTelemetryRecords accept no resource ARN: "*" is the only option.
         'Allow xray:PutTelemetryRecords "*"',
         'Allow xray:PutTraceSegments "*"',
@@ -111,6 +113,7 @@ describe("the function role's permissions, exactly", () => {
       `Allow secretsmanager:GetSecretValue "${acmeSecretArn}"`,
       `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-??????"`,
       `Allow secretsmanager:GetSecretValue "arn:aws:secretsmanager:us-east-1:${account}:secret:token-broker/bwell-write-??????"`,
+      `Allow secretsmanager:GetSecretValue ${JSON.stringify({ Ref: logicalIdOf(template, 'AWS::SecretsManager::Secret') })}`,
     ]);
     const others = rolePermissions(template, stack).filter((line) => !/secretsmanager|kms/.test(line));
     assert.equal(others.length, 8, 'nothing else changes');
@@ -126,7 +129,7 @@ describe("the function role's permissions, exactly", () => {
         },
       },
     });
-    assert.equal(rolePermissions(template, stack).length, 9);
+    assert.equal(rolePermissions(template, stack).length, 10);
   });
 });
 

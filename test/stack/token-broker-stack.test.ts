@@ -270,13 +270,56 @@ describe('outputs', () => {
     template.hasOutput('FunctionName', { Value: { Ref: fnId } });
     template.hasOutput('FunctionArn', { Value: { 'Fn::GetAtt': [fnId, 'Arn'] } });
     template.hasOutput('TableName', { Value: { Ref: tableId } });
+    template.hasOutput('SealingSecretArn', { Value: { Ref: onlyLogicalId(template, 'AWS::SecretsManager::Secret') } });
     template.hasOutput('DashboardName', { Value: { Ref: onlyLogicalId(template, 'AWS::CloudWatch::Dashboard') } });
     // 200 clients would need 600 outputs (CloudFormation allows 200): docs/deploy.md says how to form them.
     assert.deepEqual(
       Object.keys(template.toJSON().Outputs ?? {})
         .filter((id) => !/^TokenBrokerApiEndpoint/.test(id))
         .sort(),
-      ['ApiUrl', 'DashboardName', 'FunctionArn', 'FunctionName', 'TableName'],
+      ['ApiUrl', 'DashboardName', 'FunctionArn', 'FunctionName', 'SealingSecretArn', 'TableName'],
+    );
+  });
+});
+
+describe('the sealing key', () => {
+  const { template } = synth();
+  const secretId = () => onlyLogicalId(template, 'AWS::SecretsManager::Secret');
+
+  it('is one secret the stack creates with a generated random value of 64 letters and digits', () => {
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      GenerateSecretString: { PasswordLength: 64, ExcludePunctuation: true, IncludeSpace: false },
+    });
+    assert.equal(template.findResources('AWS::SecretsManager::Secret')[secretId()]?.Properties.SecretString, undefined);
+  });
+
+  it('is named to the function by ARN in TOKEN_BROKER_SEALING_SECRET_ARN', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [environmentVariables.sealingSecretArn]: { Ref: secretId() } }) },
+    });
+  });
+
+  it('may be read by the function role, and nothing else may be done with it', () => {
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Sid: 'SealingKey',
+            Effect: 'Allow',
+            Action: 'secretsmanager:GetSecretValue',
+            Resource: { Ref: secretId() },
+          },
+        ]),
+      },
+    });
+    const mentions = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((policy) =>
+      (policy.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[]).filter((statement) =>
+        JSON.stringify(statement.Resource).includes(secretId()),
+      ),
+    );
+    assert.deepEqual(
+      mentions.map((statement) => statement.Action),
+      ['secretsmanager:GetSecretValue'],
     );
   });
 });
