@@ -220,6 +220,12 @@ export class TokenBroker extends Construct {
         'recovery would restore nothing of value and would keep bearer tokens in backups for 35 days.',
     });
 
+    /*
+     * The key cached tokens are sealed under, which the table never sees. A secret rather than a KMS data key:
+     * the function already reads Secrets Manager at cold start, so the key comes in parallel with the client's
+     * secret through the SDK client the bundle has anyway, with no KMS client added to the cold start and no
+     * KMS call per sealed item; and the tests run the real SDK path against the Secrets Manager stand-in.
+     */
     this.sealingSecret = new secretsmanager.Secret(this, 'SealingKey', {
       description:
         'token-broker: the random key the cached tokens are sealed under in the token table (not a client secret)',

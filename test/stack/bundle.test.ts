@@ -184,6 +184,8 @@ describe('the synthesized function asset (real bundling)', () => {
           [environmentVariables.clientsFile]: registryFileName,
           LAMBDA_TASK_ROOT: assetDir,
           [environmentVariables.tableName]: 'tokens',
+          [environmentVariables.sealingSecretArn]:
+            'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
           AWS_REGION: 'us-east-1',
         },
       },
@@ -249,10 +251,10 @@ describe('the synthesized function asset (real bundling)', () => {
       assert.equal((JSON.parse(hit.answer.body) as Record<string, unknown>).access_token, token.access_token);
       assert.equal(oidc.tokenRequests() - tokenRequests, 1, 'no second token-endpoint call');
       assert.equal(servedLine(hit.output).cache, 'table');
-      // Each fresh process reads the secret once: the table's token is sealed with a key derived from it.
-      assert.equal(secretsManager.getSecretValueCalls() - secretReads, 2);
+      // Each fresh process reads the secret and the sealing key once: the table's token is sealed under both.
+      assert.equal(secretsManager.getSecretValueCalls() - secretReads, 4);
 
-      assertNoLeak(miss.output + hit.output, [oidcClient.clientSecret, String(token.access_token)]);
+      assertNoLeak(miss.output + hit.output, [oidcClient.clientSecret, parts.sealingKey, String(token.access_token)]);
     });
   });
 });

@@ -285,6 +285,8 @@ describe("the handler's service name", () => {
     const childEnv: NodeJS.ProcessEnv = {
       ...process.env,
       [environmentVariables.tableName]: 'tokens',
+      [environmentVariables.sealingSecretArn]:
+        'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
       [environmentVariables.clients]: JSON.stringify(shipped.clients),
     };
     delete childEnv[serviceNameVariable];

@@ -22,6 +22,8 @@ export interface LocalParts {
   oidc: LocalOidcServer;
   dynamo: LocalDynamo;
   secretsManager: SecretsManagerStandIn;
+  /** The sealing key the stand-in holds, for leak checks. */
+  sealingKey: string;
   /** Endpoints, dummy credentials, region, table and registry; an `undefined` value removes a variable. */
   env: Record<string, string | undefined>;
   close(): Promise<void>;
@@ -49,6 +51,7 @@ export async function startLocalParts(options: LocalPartsOptions): Promise<Local
     oidc,
     dynamo,
     secretsManager,
+    sealingKey: sealing.key,
     env: {
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
