@@ -28,14 +28,21 @@ export function generateCallerCredentials(): LocalCallerCredentials {
 /**
  * What a caller's shell needs to reach the server with any AWS SDK, botocore or the AWS CLI. botocore reads
  * AWS_DEFAULT_REGION, the others AWS_REGION; AWS_ENDPOINT_URL_LAMBDA sends the SDKs' Lambda calls here.
+ * TOKEN_BROKER_URL and TOKEN_BROKER_FUNCTION are what the README's and docs/client.md's examples read.
  */
-export function callerEnvironment(credentials: LocalCallerCredentials, baseUrl: string): Record<string, string> {
+export function callerEnvironment(
+  credentials: LocalCallerCredentials,
+  baseUrl: string,
+  functionName: string,
+): Record<string, string> {
   return {
     AWS_ACCESS_KEY_ID: credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
     AWS_REGION: credentials.region,
     AWS_DEFAULT_REGION: credentials.region,
     AWS_ENDPOINT_URL_LAMBDA: baseUrl,
+    TOKEN_BROKER_URL: `${baseUrl}/`,
+    TOKEN_BROKER_FUNCTION: functionName,
   };
 }
 

@@ -286,7 +286,8 @@ async function invokeFunction(
 }
 
 const base = `http://127.0.0.1:${port}`;
-const environment = callerCredentials === undefined ? undefined : callerEnvironment(callerCredentials, base);
+const environment =
+  callerCredentials === undefined ? undefined : callerEnvironment(callerCredentials, base, localFunctionName);
 const credentialsFile = process.env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE;
 if (credentialsFile) {
   const document = {

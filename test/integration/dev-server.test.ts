@@ -274,7 +274,8 @@ describe('npm start: the local dev server on embedded defaults', () => {
     assert.equal(
       exportLine?.trim(),
       `export AWS_ACCESS_KEY_ID=${caller.accessKeyId} AWS_SECRET_ACCESS_KEY=${caller.secretAccessKey} ` +
-        `AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL_LAMBDA=${server.baseUrl}`,
+        `AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL_LAMBDA=${server.baseUrl} ` +
+        `TOKEN_BROKER_URL=${server.baseUrl}/ TOKEN_BROKER_FUNCTION=token-broker-local`,
     );
     assert.match(server.output(), /^ {2}unset AWS_PROFILE AWS_SESSION_TOKEN$/m);
     assert.equal((await stat(credentialsFile)).mode & 0o777, 0o600);
