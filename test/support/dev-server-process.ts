@@ -147,6 +147,8 @@ export async function runScript(script: string, args: string[], env: NodeJS.Proc
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A script that should have ended (a server that should have refused to start) is not left running.
+    timeout: 120_000,
   });
   let stdout = '';
   let stderr = '';
