@@ -6,15 +6,22 @@
  *   2. fetches one by invoking the client's Lambda alias (when a function is named);
  *   3. checks that a client the registry does not list is refused, over HTTP (403 or 404) and by invoke
  *      (a function error, or no such alias, or no grant on it).
- * One verdict line per check; a token is described by its length, expires_in and scope, never shown.
- * Exits 1 when a check fails, 2 on a usage error. AWS_ENDPOINT_URL_LAMBDA points the invokes elsewhere
- * (the local dev server, for one).
+ * One verdict line per check; a token is described by its length, expires_in and scope, never shown, and
+ * every line is printable: what an endpoint sent has its control characters replaced. Exits 1 when a check
+ * fails, 2 on a usage error (a plain http URL to anything but loopback among them). AWS_ENDPOINT_URL_LAMBDA
+ * points the invokes elsewhere (the local dev server, for one).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { type BrokerToken, createTokenBrokerClient, TokenBrokerError, transportErrorCode } from '@token-broker/client';
+import {
+  type BrokerToken,
+  createTokenBrokerClient,
+  printable,
+  TokenBrokerError,
+  transportErrorCode,
+} from '@token-broker/client';
 import { clientNamePattern } from '../lambdas/core/config.js';
 
 const usage = `usage: npm run smoke -- --client <name> (--api-url <ApiUrl> | --outputs <file> [--stack <name>])
@@ -78,7 +85,7 @@ function settingsFrom(argv: string[]): SmokeSettings {
   const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
   const apiUrl = values['api-url'] ?? text(outputs.ApiUrl);
   if (apiUrl === undefined) throw new UsageError('name the API with --api-url or --outputs');
-  if (!URL.canParse(apiUrl)) throw new UsageError(`--api-url is not a URL: ${apiUrl}`);
+  if (!URL.canParse(apiUrl)) throw new UsageError(`--api-url is not a URL: ${printable(apiUrl, 100)}`);
   if (values.client === undefined) throw new UsageError('name the client with --client');
   const functionName = values.function ?? text(outputs.FunctionName) ?? text(outputs.FunctionArn);
   const unlistedClient = values['unlisted-client'] ?? `smoke-unlisted-${randomBytes(6).toString('hex')}`;
@@ -117,12 +124,11 @@ function parseCommandLine(argv: string[]) {
 function describe(error: unknown): string {
   if (error instanceof TokenBrokerError) return error.message;
   if (!(error instanceof Error)) return 'failed with something that is not an Error';
-  const message = error.message.replace(/\s+/g, ' ').slice(0, 300);
-  return `${error.name}: ${message}`;
+  return `${printable(error.name, 100)}: ${printable(error.message)}`;
 }
 
 function line(verdict: Verdict, channel: string, text: string): CheckResult {
-  return { verdict, line: `${verdict}  ${channel.padEnd(6)}  ${text}` };
+  return { verdict, line: `${verdict}  ${channel.padEnd(6)}  ${printable(text, 1000)}` };
 }
 
 async function tokenCheck(channel: string, label: string, fetchToken: () => Promise<BrokerToken>) {
@@ -165,9 +171,12 @@ async function refusalCheck(
 }
 
 async function runSmoke(settings: SmokeSettings): Promise<CheckResult[]> {
-  const http = createTokenBrokerClient({
-    transport: { kind: 'http', baseUrl: settings.apiUrl, region: settings.region },
-  });
+  let http: ReturnType<typeof createTokenBrokerClient>;
+  try {
+    http = createTokenBrokerClient({ transport: { kind: 'http', baseUrl: settings.apiUrl, region: settings.region } });
+  } catch (error) {
+    throw new UsageError(`--api-url: ${error instanceof Error ? error.message : 'refused'}`);
+  }
   const lambda = settings.functionName === undefined ? undefined : new LambdaClient({ region: settings.region });
   const invoke =
     lambda === undefined || settings.functionName === undefined
@@ -215,15 +224,14 @@ async function main(): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  let settings: SmokeSettings;
+  let results: CheckResult[];
   try {
-    settings = settingsFrom(argv);
+    results = await runSmoke(settingsFrom(argv));
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`smoke: ${error.message}\n${usage}\n`);
+    process.stderr.write(`smoke: ${printable(error.message, 1000)}\n${usage}\n`);
     return 2;
   }
-  const results = await runSmoke(settings);
   for (const result of results) process.stdout.write(`${result.line}\n`);
   const count = (verdict: Verdict) => results.filter((result) => result.verdict === verdict).length;
   const failed = count('FAIL');

@@ -9,8 +9,16 @@ import type { SealingKeySource, SecretSource } from '../core/ports.js';
 import { createBrokerFromEnvironment } from '../entry/compose.js';
 import { createHandler } from '../entry/create-handler.js';
 import { environmentVariables } from '../entry/environment.js';
-import { adminAliasOf, aliasOf } from '../entry/invoke.js';
+import { adminAliasOf, apiGatewayAliasName } from '../entry/invoke.js';
 import { apiGatewayEvent } from './api-gateway-event.js';
+import {
+  type CallerRefusal,
+  callerEnvironment,
+  callerRefusal,
+  exportLines,
+  generateCallerCredentials,
+  type LocalCallerCredentials,
+} from './caller-auth.js';
 import { createTokenTable, startDynalite } from './dynalite.js';
 import {
   credentialsDocument,
@@ -24,7 +32,9 @@ import {
   isInvokePath,
   type LambdaApiAnswer,
   lambdaApiError,
+  localFunctionArn,
   localFunctionName,
+  localRegion,
   parseInvocation,
   runInvocation,
 } from './lambda-invoke-api.js';
@@ -39,9 +49,20 @@ import { StaticSealingKeySource, StaticSecretSource } from './static-secrets.js'
  * By default everything is embedded: dynalite in memory, a local OpenID provider, and the clients of cdk.json
  * (or TOKEN_BROKER_CLIENTS) plus `demo`, registered there with credentials generated at start. With --aws it
  * uses the real table, Secrets Manager and identity providers of the account.
- * TOKEN_BROKER_LOCAL_CREDENTIALS_FILE, when set, is where the generated credentials are written (mode 0600).
+ * Every request must be SigV4-signed with an access key pair made at start and printed once (caller-auth.ts),
+ * unless it is started with --no-auth. TOKEN_BROKER_LOCAL_CREDENTIALS_FILE, when set, is where that key pair
+ * and the generated client credentials are written (mode 0600).
  */
-const useAws = process.argv.includes('--aws');
+const options = process.argv.slice(2);
+for (const option of options) {
+  if (option !== '--aws' && option !== '--no-auth') {
+    exitWith(`unknown option ${JSON.stringify(option).slice(0, 80)}; the options are --aws and --no-auth`);
+  }
+}
+const useAws = options.includes('--aws');
+const callerCredentials: LocalCallerCredentials | undefined = options.includes('--no-auth')
+  ? undefined
+  : generateCallerCredentials();
 const startCommand = useAws ? 'npm run start:aws' : 'npm start';
 const requestedPort = parsePort(process.env.PORT);
 const maxBodyBytes = 64 * 1024;
@@ -67,6 +88,8 @@ interface EmbeddedParts {
   sealingKeys: SealingKeySource;
   clientNames: string[];
   issuer: string;
+  /** The generated client credentials, for TOKEN_BROKER_LOCAL_CREDENTIALS_FILE. */
+  credentials: ReturnType<typeof credentialsDocument>;
   close: () => Promise<void>;
 }
 
@@ -81,12 +104,6 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
   process.env[environmentVariables.tableName] = 'token-broker-local';
   process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc.wellKnownUrl));
-  const credentialsFile = process.env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE;
-  if (credentialsFile) {
-    writeFileSync(credentialsFile, credentialsDocument(clients, oidc.wellKnownUrl), { mode: 0o600 });
-    // The mode above applies only to a file it creates.
-    chmodSync(credentialsFile, 0o600);
-  }
   return {
     secrets: new StaticSecretSource(
       new Map(clients.map((client) => [localSecretName(client.name), client.credentials])),
@@ -95,6 +112,7 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
     sealingKeys: new StaticSealingKeySource(randomBytes(32)),
     clientNames: clients.map((client) => client.name),
     issuer: oidc.issuer,
+    credentials: credentialsDocument(clients, oidc.wellKnownUrl),
     close: async () => {
       await Promise.all([oidc.close(), dynamo.close()]);
     },
@@ -114,7 +132,7 @@ function awsDefaults(): void {
 
 class BodyTooLarge extends Error {}
 
-async function readBody(request: IncomingMessage): Promise<string | null> {
+async function readBody(request: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
@@ -122,7 +140,7 @@ async function readBody(request: IncomingMessage): Promise<string | null> {
     if (size > maxBodyBytes) throw new BodyTooLarge();
     chunks.push(chunk as Buffer);
   }
-  return size === 0 ? null : Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 const server = createServer((request, response) => {
@@ -163,20 +181,18 @@ try {
   if (error instanceof ConfigError) exitWith(error.message);
   throw error;
 }
+// The audit log's caller: whoever holds this start's key pair, which only the user who started it was shown.
 const callerArn = `arn:aws:iam::000000000000:user/${userInfo().username}`;
 const context = {
-  functionName: 'token-broker-local',
-  invokedFunctionArn: 'arn:aws:lambda:local:000000000000:function:token-broker-local:api_gateway',
+  functionName: localFunctionName,
+  invokedFunctionArn: `${localFunctionArn}:${apiGatewayAliasName}`,
   awsRequestId: 'local',
   memoryLimitInMB: '256',
   getRemainingTimeInMillis: () => 15_000,
 } as Context;
-// The aliases the deployment creates: one per client, one admin alias per client, and API Gateway's.
-const httpAlias = aliasOf(context.invokedFunctionArn);
-const aliases = new Set([
-  ...clientNames.flatMap((name) => [name, adminAliasOf(name)]),
-  ...(httpAlias === undefined ? [] : [httpAlias]),
-]);
+// The aliases the Invoke API serves: one per client and one admin alias per client. API Gateway's alias is
+// fed only by the HTTP routes, which set the caller identity themselves.
+const aliases = new Set(clientNames.flatMap((name) => [name, adminAliasOf(name)]));
 
 interface Answer {
   statusCode: number;
@@ -188,10 +204,19 @@ function oauthError(statusCode: number, error: string, description: string, head
   return { statusCode, headers, body: JSON.stringify({ error, error_description: description }) };
 }
 
+/** One header per name: the handler's `Content-Type` and the default `content-type` are the same header. */
 function send(response: ServerResponse, answer: Answer): void {
-  const headers = Object.entries(answer.headers ?? {}).map(([name, value]) => [name, String(value)]);
-  response.writeHead(answer.statusCode, { 'content-type': 'application/json', ...Object.fromEntries(headers) });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  for (const [name, value] of Object.entries(answer.headers ?? {})) headers[name.toLowerCase()] = String(value);
+  response.writeHead(answer.statusCode, headers);
   response.end(answer.body);
+}
+
+function refusedCaller(refusal: CallerRefusal, invoke: boolean): Answer {
+  if (!invoke) return oauthError(403, 'access_denied', refusal.description);
+  // The Invoke API answers in Lambda's shape, which the SDKs read; these are Lambda's names for the two cases.
+  const errorType = refusal.unsigned ? 'MissingAuthenticationTokenException' : 'InvalidSignatureException';
+  return lambdaApiError(403, errorType, refusal.description);
 }
 
 async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -203,9 +228,9 @@ async function serve(request: IncomingMessage, response: ServerResponse): Promis
   }
   const url = new URL(request.url ?? '/', 'http://127.0.0.1');
   const invoke = isInvokePath(url.pathname);
-  let body: string | null;
+  let bytes: Buffer;
   try {
-    body = await readBody(request);
+    bytes = await readBody(request);
   } catch {
     send(
       response,
@@ -215,6 +240,18 @@ async function serve(request: IncomingMessage, response: ServerResponse): Promis
     );
     return;
   }
+  if (callerCredentials !== undefined) {
+    const refusal = await callerRefusal(
+      { method: request.method ?? 'GET', target: request.url ?? '/', headers: request.headers, body: bytes },
+      invoke ? 'invoke' : 'http',
+      callerCredentials,
+    );
+    if (refusal !== undefined) {
+      send(response, refusedCaller(refusal, invoke));
+      return;
+    }
+  }
+  const body = bytes.length === 0 ? null : bytes.toString('utf8');
   const requestId = randomBytes(8).toString('hex');
   let answer: Answer;
   try {
@@ -255,22 +292,53 @@ async function invokeFunction(
 }
 
 const base = `http://127.0.0.1:${port}`;
+const environment =
+  callerCredentials === undefined ? undefined : callerEnvironment(callerCredentials, base, localFunctionName);
+const credentialsFile = process.env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE;
+if (credentialsFile) {
+  const document = {
+    caller: callerCredentials === undefined ? null : { ...callerCredentials, environment },
+    ...local?.credentials,
+  };
+  // Written before the banner, so that whoever waits for "listening on" finds it complete.
+  writeFileSync(credentialsFile, `${JSON.stringify(document, null, 2)}\n`, { mode: 0o600 });
+  // The mode above applies only to a file it creates.
+  chmodSync(credentialsFile, 0o600);
+}
 const example = clientNames.includes(demoClientName) ? demoClientName : (clientNames[0] ?? 'bwell');
 const mode = useAws ? 'AWS (real table, Secrets Manager and identity providers)' : 'embedded defaults';
+const signing = `--aws-sigv4 aws:amz:${localRegion}:execute-api --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" `;
 const banner = [
   `token-broker listening on ${base} with ${mode}`,
   local === undefined
     ? `clients: ${clientNames.join(', ')}`
     : `clients: ${clientNames.join(', ')} (credentials generated at start; OpenID provider ${local.issuer})`,
-  `Lambda Invoke API at ${base}: function ${localFunctionName}, one alias per client`,
-  ...(useAws ? [] : [`try: curl -X POST ${base}/clients/${example}/token`]),
+  `Lambda Invoke API at ${base}: function ${localFunctionName}, region ${localRegion}, one alias per client`,
+  ...(environment === undefined
+    ? [
+        'WARNING: --no-auth: any local user or process, and any program one of them runs, can fetch tokens here',
+        ...(useAws ? [] : [`try: curl -X POST ${base}/clients/${example}/token`]),
+      ]
+    : [
+        'Requests must be SigV4-signed with this key pair, made for this start and shown only here. In the shell',
+        'you call from, paste:',
+        ...exportLines(environment).map((line) => `  ${line}`),
+        ...(useAws ? [] : [`try: curl ${signing}-X POST ${base}/clients/${example}/token`]),
+      ]),
+  'stop: Ctrl-C (or kill the npm process)',
 ];
 process.stderr.write(`${banner.join('\n')}\n`);
 
+let stopping = false;
 const stop = () => {
+  if (stopping) return;
+  stopping = true;
   server.close();
   server.closeAllConnections();
+  // Whatever does not close in time is not worth keeping the port and the terminal for.
+  setTimeout(() => process.exit(0), 3_000).unref();
   void (local?.close() ?? Promise.resolve()).finally(() => process.exit(0));
 };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
+process.on('SIGHUP', stop);

@@ -93,7 +93,10 @@ export function embeddedRegistry(clients: EmbeddedClient[], wellKnownUrl: string
  * The generated credentials in the shape of the Secrets Manager secret values, for
  * TOKEN_BROKER_LOCAL_CREDENTIALS_FILE: to call the embedded provider directly, or to check logs for leaks.
  */
-export function credentialsDocument(clients: EmbeddedClient[], wellKnownUrl: string): string {
+export function credentialsDocument(
+  clients: EmbeddedClient[],
+  wellKnownUrl: string,
+): { wellKnownUrl: string; clients: Record<string, unknown> } {
   const secrets = Object.fromEntries(
     clients.map(({ name, credentials }) => [
       name,
@@ -102,5 +105,5 @@ export function credentialsDocument(clients: EmbeddedClient[], wellKnownUrl: str
         : { client_id: credentials.clientId, private_key_jwk: credentials.privateKeyJwk },
     ]),
   );
-  return `${JSON.stringify({ wellKnownUrl, clients: secrets }, null, 2)}\n`;
+  return { wellKnownUrl, clients: secrets };
 }

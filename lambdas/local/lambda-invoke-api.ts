@@ -1,10 +1,14 @@
+import { apiGatewayAliasName } from '../entry/invoke.js';
+
 /**
  * The Lambda Invoke API (`POST /2015-03-31/functions/{FunctionName}/invocations`) as the local dev server
  * serves it, so that an SDK `LambdaClient` with an endpoint override invokes the broker through a client's
- * alias. Names, qualifiers, invocation types and errors follow Lambda; signatures are not checked.
+ * alias. Names, qualifiers, invocation types and errors follow Lambda; signatures are checked by the server
+ * (caller-auth.ts) before a request gets here.
  */
 export const localFunctionName = 'token-broker-local';
-const localRegion = 'local';
+/** The region the local function and the local caller credentials are in. */
+export const localRegion = 'us-east-1';
 const localAccount = '000000000000';
 export const localFunctionArn = `arn:aws:lambda:${localRegion}:${localAccount}:function:${localFunctionName}`;
 
@@ -126,6 +130,16 @@ export function parseInvocation(
     };
   }
   const qualifier = target.qualifier ?? queryQualifier;
+  // API Gateway's alias trusts the caller identity in the event; through the Invoke API the caller would write it.
+  if (qualifier === apiGatewayAliasName) {
+    return {
+      refused: lambdaApiError(
+        403,
+        'AccessDeniedException',
+        `the alias ${apiGatewayAliasName} is API Gateway's: locally the HTTP routes feed it, the Invoke API does not`,
+      ),
+    };
+  }
   if (qualifier !== undefined && qualifier !== '$LATEST' && !aliases.has(qualifier)) {
     return {
       refused: lambdaApiError(404, 'ResourceNotFoundException', `Function not found: ${localFunctionArn}:${qualifier}`),

@@ -1,8 +1,10 @@
 /** How the client reads answers that the local server never gives: a stubbed fetch stands in for the network. */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { createTokenBrokerClient, isTokenBrokerError, TokenBrokerError } from '@token-broker/client';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
 
 const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'test-secret' };
 const secretToken = 'eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl';
@@ -206,5 +208,86 @@ describe('token-broker client: reading answers', () => {
       'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/acme-labs/token',
       'https://abc.execute-api.us-east-1.amazonaws.com/v1/clients/a%2Fb/token',
     ]);
+  });
+
+  it('strips control characters from whatever the server sends before it goes into an error', async () => {
+    const hostile = 'bad\u001b[2J\u001b]0;pwned\u0007 line\r\nFORGED: ok\u009b31m \u202eevil\u0000';
+    const answers = [
+      () => json(400, { error: 'invalid_scope', error_description: hostile }),
+      () => json(403, { message: hostile }, { 'x-amzn-ErrorType': `Access\u001b[31mDenied` }),
+    ];
+    for (const answer of answers) {
+      const { client } = stubbed(answer);
+      await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) => {
+        assert.ok(error instanceof TokenBrokerError);
+        for (const text of [error.message, error.description]) {
+          // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters
+          assert.doesNotMatch(text, /[\u0000-\u001f\u007f-\u009f\u202e]/, JSON.stringify(text));
+          assert.match(text, /bad.*line FORGED: ok/);
+        }
+        return true;
+      });
+    }
+  });
+
+  it('refuses a base URL that is not absolute, not http(s), or plain http to a host other than loopback', () => {
+    const refused: [unknown, RegExp][] = [
+      ['http://abc123.execute-api.us-east-1.amazonaws.com/v1/', /plain http is allowed only to loopback.*use https/],
+      ['http://10.0.0.5:8787', /plain http is allowed only to loopback/],
+      ['http://127.0.0.1.nip.io:8787', /plain http is allowed only to loopback/],
+      ['http://[::2]:8787', /plain http is allowed only to loopback/],
+      ['/v1/', /baseUrl must be an absolute URL such as https:\/\/.*, got "\/v1\/"/],
+      ['127.0.0.1:8787', /baseUrl must be an absolute URL/],
+      ['localhost:8787', /not an http\(s\) URL \(localhost:\)/],
+      ['', /baseUrl must be an absolute URL/],
+      [undefined, /baseUrl must be an absolute URL.*got undefined/],
+      ['https://user:pass@abc.example/v1', /must not contain credentials/],
+    ];
+    for (const [baseUrl, message] of refused) {
+      assert.throws(
+        () =>
+          createTokenBrokerClient({
+            transport: { kind: 'http', baseUrl: baseUrl as string, region: 'us-east-1', credentials },
+          }),
+        (error: unknown) => error instanceof TypeError && message.test(error.message),
+        `baseUrl ${String(baseUrl)}`,
+      );
+    }
+    for (const baseUrl of [
+      'https://abc123.execute-api.us-east-1.amazonaws.com/v1/',
+      'http://127.0.0.1:8787',
+      'http://127.8.9.10:8787/',
+      'http://localhost:8787',
+      'http://[::1]:8787',
+    ]) {
+      createTokenBrokerClient({ transport: { kind: 'http', baseUrl, region: 'us-east-1', credentials } });
+    }
+  });
+
+  it('does not follow a redirect: the signed request stays with the broker, and no token comes from elsewhere', async () => {
+    let elsewhere = 0;
+    const other = createServer((_request, response) => {
+      elsewhere += 1;
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ access_token: 'planted', token_type: 'Bearer', expires_in: 3600, scope: 'a' }));
+    });
+    const otherPort = await listenOnLoopback(other);
+    const redirecting = createServer((_request, response) => {
+      response.writeHead(307, { location: `http://127.0.0.1:${otherPort}/clients/bwell/token` });
+      response.end();
+    });
+    const port = await listenOnLoopback(redirecting);
+    try {
+      const client = createTokenBrokerClient({
+        transport: { kind: 'http', baseUrl: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials },
+      });
+      await assert.rejects(client.getToken({ client: 'bwell' }), (error: unknown) =>
+        isTokenBrokerError(error, 'transport_error'),
+      );
+      assert.equal(elsewhere, 0);
+    } finally {
+      redirecting.close();
+      other.close();
+    }
   });
 });

@@ -48,7 +48,8 @@ function isBrokerError(code: string, status: number | undefined) {
 
 describe('token-broker client over HTTP, against the local dev server behind a SigV4-verifying gateway', () => {
   before(async () => {
-    devServer = await startDevServerProcess();
+    // API Gateway authorizes; the function behind it does not check signatures again.
+    devServer = await startDevServerProcess({}, ['--no-auth']);
     gateway = await startSigningGateway({ target: devServer.baseUrl, region, credentials: [credentials, temporary] });
   });
 
@@ -260,5 +261,42 @@ describe('token-broker client over HTTP, against the local dev server behind a S
     const second = await client.getToken({ client: 'demo' });
     assert.notEqual(second, first);
     assert.equal(calls.length, 2);
+  });
+});
+
+describe('token-broker client over HTTP, straight at npm start with the key pair it printed', () => {
+  let server: DevServerProcess;
+
+  before(async () => {
+    server = await startDevServerProcess();
+  });
+
+  after(async () => {
+    await server?.close();
+  });
+
+  it("gets a token with the default credential chain once the server's variables are exported", async () => {
+    const caller = server.caller;
+    assert.ok(caller !== undefined);
+    const names = ['AWS_PROFILE', 'AWS_SESSION_TOKEN', ...Object.keys(caller.environment)];
+    const saved = names.map((name) => [name, process.env[name]] as const);
+    delete process.env.AWS_PROFILE;
+    delete process.env.AWS_SESSION_TOKEN;
+    Object.assign(process.env, caller.environment);
+    try {
+      const client = createTokenBrokerClient({ transport: { kind: 'http', baseUrl: server.baseUrl, region } });
+      const token = await client.getToken({ client: 'demo', scope: 'demo.write' });
+      assert.equal(token.scope, 'demo.write');
+    } finally {
+      for (const [name, value] of saved) restore(name, value);
+    }
+    const stranger = createTokenBrokerClient({
+      transport: { kind: 'http', baseUrl: server.baseUrl, region, credentials },
+    });
+    await assert.rejects(stranger.getToken({ client: 'demo' }), (error: unknown) => {
+      isBrokerError('access_denied', 403)(error);
+      assert.match((error as TokenBrokerError).description, /SigV4-signed .* with the credentials it printed at start/);
+      return true;
+    });
   });
 });

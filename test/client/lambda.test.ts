@@ -186,4 +186,54 @@ describe('token-broker client over Lambda Invoke, against the real handler', () 
       ),
     );
   });
+
+  it('refuses a plain http Lambda endpoint other than loopback before anything is sent, and allows loopback', async () => {
+    const sent: string[] = [];
+    const recordingHandler = {
+      handle: async (request: { protocol: string; hostname: string }) => {
+        sent.push(`${request.protocol}//${request.hostname}`);
+        throw new Error('stop here');
+      },
+    };
+    const lambdaAt = (endpoint: string) =>
+      new LambdaClient({
+        endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'test-secret' },
+        maxAttempts: 1,
+        requestHandler: recordingHandler as unknown as LambdaClient['config']['requestHandler'],
+      });
+    await assert.rejects(
+      newClient(lambdaAt('http://lambda.internal.example:8787')).getToken({ client: 'bwell' }),
+      rejectsWith(
+        'transport_error',
+        /^the Lambda endpoint is refused: plain http is allowed only to loopback .* not lambda\.internal\.example; use https$/,
+      ),
+    );
+    assert.deepEqual(sent, []);
+    for (const endpoint of ['http://127.0.0.1:8787', 'http://localhost:8787', 'https://lambda.internal.example']) {
+      await assert.rejects(
+        newClient(lambdaAt(endpoint)).getToken({ client: 'bwell' }),
+        rejectsWith('transport_error', /^lambda:Invoke failed: stop here$/),
+      );
+    }
+    assert.equal(sent.length, 3);
+  });
+
+  it('strips control characters from a function error before it goes into an error', async () => {
+    const lambda = new LambdaClient({ region: 'us-east-1' });
+    const send = async (): Promise<InvokeCommandOutput> => ({
+      $metadata: { httpStatusCode: 200 },
+      StatusCode: 200,
+      FunctionError: 'Unhandled',
+      Payload: payload({ errorType: 'unavailable', errorMessage: 'down\u001b[2K\rFORGED\u0007' }),
+    });
+    lambda.send = send as LambdaClient['send'];
+    await assert.rejects(newClient(lambda).getToken({ client: 'bwell' }), (error: unknown) => {
+      rejectsWith('unavailable', /^down\uFFFD\[2K FORGED\uFFFD$/)(error);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters
+      assert.doesNotMatch((error as TokenBrokerError).message, /[\u0000-\u001f]/);
+      return true;
+    });
+  });
 });

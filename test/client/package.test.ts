@@ -174,6 +174,7 @@ describe('@token-broker/client: packed and installed in a project of its own', (
         'defaultRefreshWindowSeconds',
         'isBrokerErrorCode',
         'isTokenBrokerError',
+        'printable',
         'transportErrorCode',
       ],
       accessToken: 'token-/v1/clients/bwell/token',

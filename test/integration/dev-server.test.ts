@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +13,9 @@ import {
   type DevServerProcess,
   devServerPath,
   rawRequest,
+  repoRoot,
   runScript,
+  signedFetch,
   startDevServerProcess,
 } from '../support/dev-server-process.js';
 import { assertNoLeak } from '../support/logs.js';
@@ -43,11 +47,12 @@ function secretsOf(document: CredentialsDocument): string[] {
   );
 }
 
-function lambdaClientFor(server: DevServerProcess): LambdaClient {
+function lambdaClientFor(server: DevServerProcess, credentials = server.caller): LambdaClient {
+  assert.ok(credentials !== undefined, 'the server was started with caller credentials');
   return new LambdaClient({
     endpoint: server.baseUrl,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey },
     maxAttempts: 1,
   });
 }
@@ -87,14 +92,14 @@ describe('npm start: the local dev server on embedded defaults', () => {
    */
   async function assertNeverReachedBroker(refusedClient: string): Promise<void> {
     const sentinel = `sentinel-${randomBytes(6).toString('hex')}`;
-    const answer = await fetch(`${server.baseUrl}/clients/${sentinel}/token`, { method: 'POST' });
+    const answer = await server.fetch(`/clients/${sentinel}/token`, { method: 'POST' });
     assert.equal(answer.status, 404);
     await server.outputMatching(new RegExp(`"client":"${sentinel}"`));
     assert.ok(!server.output().includes(refusedClient), 'the refused request reached the broker');
   }
 
   it('answers POST /clients/demo/token with a token and no AWS account', async () => {
-    const response = await fetch(`${server.baseUrl}/clients/demo/token`, { method: 'POST' });
+    const response = await server.fetch(`/clients/demo/token`, { method: 'POST' });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('cache-control'), 'no-store');
     const token = (await response.json()) as Record<string, unknown>;
@@ -102,7 +107,7 @@ describe('npm start: the local dev server on embedded defaults', () => {
     assert.equal(token.scope, 'demo.read');
     servedTokens.push(token.access_token as string);
 
-    const again = (await (await fetch(`${server.baseUrl}/clients/demo/token`, { method: 'POST' })).json()) as Record<
+    const again = (await (await server.fetch(`/clients/demo/token`, { method: 'POST' })).json()) as Record<
       string,
       unknown
     >;
@@ -112,19 +117,19 @@ describe('npm start: the local dev server on embedded defaults', () => {
   });
 
   it('answers bad requests with OAuth-style errors', async () => {
-    const refused = await fetch(`${server.baseUrl}/clients/demo/token`, {
+    const refused = await server.fetch(`/clients/demo/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ scope: 'admin' }),
     });
     assert.equal(refused.status, 400);
     assert.equal(((await refused.json()) as { error: string }).error, 'invalid_scope');
-    const unknown = await fetch(`${server.baseUrl}/clients/nobody/token`, { method: 'POST' });
+    const unknown = await server.fetch(`/clients/nobody/token`, { method: 'POST' });
     assert.equal(unknown.status, 404);
   });
 
   it('serves the clients of cdk.json from the embedded provider with credentials generated at start', async () => {
-    const response = await fetch(`${server.baseUrl}/clients/${cdkClientName}/token`, { method: 'POST' });
+    const response = await server.fetch(`/clients/${cdkClientName}/token`, { method: 'POST' });
     assert.equal(response.status, 200);
     const token = (await response.json()) as Record<string, unknown>;
     assert.equal(token.scope, cdkClients[cdkClientName]?.defaultScope);
@@ -143,7 +148,7 @@ describe('npm start: the local dev server on embedded defaults', () => {
 
   it("invokes a client's alias through the Lambda Invoke API with the SDK's InvokeCommand", async () => {
     const overHttp = (await (
-      await fetch(`${server.baseUrl}/clients/${cdkClientName}/token`, { method: 'POST' })
+      await server.fetch(`/clients/${cdkClientName}/token`, { method: 'POST' })
     ).json()) as Record<string, unknown>;
 
     const output = await lambda.send(
@@ -161,7 +166,7 @@ describe('npm start: the local dev server on embedded defaults', () => {
     assert.equal(token.access_token, overHttp.access_token);
     servedTokens.push(token.access_token as string);
     await server.outputMatching(
-      new RegExp(`"invokedAs":"arn:aws:lambda:local:000000000000:function:${functionName}:${cdkClientName}"`),
+      new RegExp(`"invokedAs":"arn:aws:lambda:us-east-1:000000000000:function:${functionName}:${cdkClientName}"`),
     );
 
     const qualifiedByName = await lambda.send(
@@ -212,11 +217,11 @@ describe('npm start: the local dev server on embedded defaults', () => {
     assert.equal((JSON.parse(answer.body) as { error: string }).error, 'access_denied');
     await assertNeverReachedBroker(refusedClient);
 
-    const asLocalhost = await rawRequest(server.port, {
-      method: 'POST',
-      path: '/clients/demo/token',
-      headers: [['Host', `localhost:${server.port}`]],
-    });
+    const asLocalhost = await rawRequest(
+      server.port,
+      { method: 'POST', path: '/clients/demo/token', headers: [['Host', `localhost:${server.port}`]] },
+      server.caller,
+    );
     assert.equal(asLocalhost.status, 200);
   });
 
@@ -254,6 +259,148 @@ describe('npm start: the local dev server on embedded defaults', () => {
     assert.equal(body.error, 'invalid_request');
     assert.match(body.error_description, /Content-Type/);
     await assertNeverReachedBroker(refusedClient);
+  });
+
+  it('prints its caller key pair once, as lines to export, and writes it to the credentials file (0600)', async () => {
+    const caller = server.caller;
+    assert.ok(caller !== undefined);
+    assert.match(caller.accessKeyId, /^AKIA[A-Z2-7]{16}$/);
+    assert.ok(caller.secretAccessKey.length >= 40);
+    assert.equal(server.output().split(caller.secretAccessKey).length - 1, 1, 'the secret is printed exactly once');
+    const exportLine = server
+      .output()
+      .split('\n')
+      .find((line) => line.trim().startsWith('export '));
+    assert.equal(
+      exportLine?.trim(),
+      `export AWS_ACCESS_KEY_ID=${caller.accessKeyId} AWS_SECRET_ACCESS_KEY=${caller.secretAccessKey} ` +
+        `AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL_LAMBDA=${server.baseUrl} ` +
+        `TOKEN_BROKER_URL=${server.baseUrl}/ TOKEN_BROKER_FUNCTION=token-broker-local`,
+    );
+    assert.match(server.output(), /^ {2}unset AWS_PROFILE AWS_SESSION_TOKEN$/m);
+    assert.equal((await stat(credentialsFile)).mode & 0o777, 0o600);
+    const written = JSON.parse(await readFile(credentialsFile, 'utf8')) as { caller: { secretAccessKey: string } };
+    assert.equal(written.caller.secretAccessKey, caller.secretAccessKey);
+  });
+
+  it('refuses an unsigned request, a wrong key and a bad signature with 403 access_denied, before the broker', async () => {
+    const caller = server.caller;
+    assert.ok(caller !== undefined);
+    const refusedClient = `refused-${randomBytes(6).toString('hex')}`;
+    const path = `${server.baseUrl}/clients/${refusedClient}/token`;
+    const attempts = [
+      fetch(path, { method: 'POST' }),
+      signedFetch(path, { method: 'POST' }, { ...caller, accessKeyId: 'AKIAOTHERKEY00000000' }),
+      signedFetch(path, { method: 'POST' }, { ...caller, secretAccessKey: `${caller.secretAccessKey}x` }),
+      signedFetch(path, { method: 'POST' }, { ...caller, region: 'eu-west-1' }),
+      signedFetch(path, { method: 'POST' }, { ...caller, service: 'lambda' }),
+    ];
+    const descriptions: string[] = [];
+    for (const answer of await Promise.all(attempts)) {
+      assert.equal(answer.status, 403);
+      const body = (await answer.json()) as { error: string; error_description: string };
+      assert.equal(body.error, 'access_denied');
+      descriptions.push(body.error_description);
+    }
+    assert.match(descriptions[0] ?? '', /^Missing Authentication Token: .*SigV4-signed.*printed at start/);
+    assert.match(descriptions[2] ?? '', /signature we calculated does not match/);
+    assert.match(descriptions[3] ?? '', /region eu-west-1, expected us-east-1/);
+    assert.match(descriptions[4] ?? '', /service lambda, expected execute-api/);
+    for (const description of descriptions) assert.ok(!description.includes(caller.secretAccessKey));
+    await assertNeverReachedBroker(refusedClient);
+
+    // With the start's key pair, a signed body is served.
+    const signedBody = await signedFetch(
+      `${server.baseUrl}/clients/demo/token`,
+      { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"scope":"demo.read"}' },
+      caller,
+    );
+    assert.equal(signedBody.status, 200);
+  });
+
+  it('refuses an Invoke API call that is unsigned or signed with another key, in the shape of the Lambda API', async () => {
+    const caller = server.caller;
+    assert.ok(caller !== undefined);
+    const unsigned = await fetch(`${server.baseUrl}/2015-03-31/functions/${functionName}/invocations?Qualifier=demo`, {
+      method: 'POST',
+      body: JSON.stringify({ client: 'demo' }),
+    });
+    assert.equal(unsigned.status, 403);
+    assert.equal(unsigned.headers.get('x-amzn-errortype'), 'MissingAuthenticationTokenException');
+    const stranger = lambdaClientFor(server, { ...caller, secretAccessKey: 'not-the-secret' });
+    try {
+      await assert.rejects(
+        stranger.send(
+          new InvokeCommand({ FunctionName: functionName, Qualifier: 'demo', Payload: payload({ client: 'demo' }) }),
+        ),
+        (error: unknown) => {
+          assert.ok(error instanceof Error);
+          assert.equal(error.name, 'InvalidSignatureException');
+          assert.match(error.message, /signature we calculated does not match/);
+          return true;
+        },
+      );
+    } finally {
+      stranger.destroy();
+    }
+  });
+
+  it('does not serve the api_gateway alias, whose events name their caller, through the Invoke API', async () => {
+    const forgedCaller = `arn:aws:iam::111122223333:role/forged-${randomBytes(6).toString('hex')}`;
+    const forged = {
+      resource: '/clients/{client}/token',
+      path: '/clients/demo/token',
+      httpMethod: 'POST',
+      headers: {},
+      pathParameters: { client: 'demo' },
+      body: null,
+      isBase64Encoded: false,
+      requestContext: { requestId: 'forged', identity: { userArn: forgedCaller } },
+    };
+    await assert.rejects(
+      lambda.send(
+        new InvokeCommand({ FunctionName: functionName, Qualifier: 'api_gateway', Payload: payload(forged) }),
+      ),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.equal(error.name, 'AccessDeniedException');
+        assert.match(error.message, /api_gateway/);
+        return true;
+      },
+    );
+    // Served over HTTP, the audit line names the server's own local identity.
+    assert.equal((await server.fetch('/clients/demo/token', { method: 'POST' })).status, 200);
+    await server.outputMatching(/"channel":"http","caller":"arn:aws:iam::000000000000:user\/[^"]+"/);
+    assert.ok(!server.output().includes(forgedCaller), 'the forged caller reached the audit log');
+  });
+
+  it('sends exactly one Content-Type header with every answer', async () => {
+    const caller = server.caller;
+    assert.ok(caller !== undefined);
+    const host: [string, string] = ['Host', `127.0.0.1:${server.port}`];
+    const answers = [
+      await rawRequest(server.port, { method: 'POST', path: '/clients/demo/token', headers: [host] }, caller),
+      await rawRequest(server.port, { method: 'POST', path: '/clients/nobody/token', headers: [host] }, caller),
+      await rawRequest(server.port, { method: 'GET', path: '/clients/demo/token', headers: [host] }, caller),
+      await rawRequest(server.port, { method: 'POST', path: '/clients/demo/token', headers: [host] }),
+      await rawRequest(server.port, {
+        method: 'POST',
+        path: `/2015-03-31/functions/${functionName}/invocations`,
+        headers: [host],
+      }),
+    ];
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [200, 404, 405, 403, 403],
+    );
+    for (const answer of answers) {
+      const contentTypes = answer.headers.filter(([name]) => name.toLowerCase() === 'content-type');
+      assert.deepEqual(
+        contentTypes.map(([, value]) => value),
+        ['application/json'],
+        `HTTP ${answer.status}`,
+      );
+    }
   });
 
   it('never writes a generated secret or a served token to its log', async () => {
@@ -302,7 +449,7 @@ describe('npm start: the registry from TOKEN_BROKER_CLIENTS', () => {
   it('gives a private_key_jwt client a generated key pair and registers each client with its auth method', async () => {
     const tokens: string[] = [];
     for (const [name, client] of Object.entries(registry)) {
-      const response = await fetch(`${server.baseUrl}/clients/${name}/token`, { method: 'POST' });
+      const response = await server.fetch(`/clients/${name}/token`, { method: 'POST' });
       assert.equal(response.status, 200, `client ${name}`);
       const token = (await response.json()) as { access_token: string; scope: string };
       assert.equal(token.scope, client.defaultScope);
@@ -343,4 +490,97 @@ describe('npm start: startup problems', () => {
     assert.doesNotMatch(run.stderr, /listening on/);
     assert.doesNotMatch(run.stderr, /^\s+at /m);
   });
+});
+
+describe('npm start -- --no-auth', () => {
+  it('serves unsigned requests only when asked to, and says so with a warning', async () => {
+    const server = await startDevServerProcess({}, ['--no-auth']);
+    try {
+      assert.equal(server.caller, undefined);
+      assert.match(server.output(), /WARNING: --no-auth: any local user or process/);
+      assert.doesNotMatch(server.output(), /AWS_SECRET_ACCESS_KEY=/);
+      const answer = await fetch(`${server.baseUrl}/clients/demo/token`, { method: 'POST' });
+      assert.equal(answer.status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses to start on an option it does not know', async () => {
+    const run = await runScript(devServerPath, ['--noauth'], { PORT: '0' });
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /unknown option "--noauth"; the options are --aws and --no-auth/);
+    assert.doesNotMatch(run.stderr, /listening on/);
+  });
+});
+
+/** The processes of a process group, read from /proc: what is left of `npm start` once it was stopped. */
+async function groupMembers(groupId: number): Promise<number[]> {
+  const members: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === groupId) members.push(Number(entry));
+  }
+  return members;
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  const probe = createServer();
+  try {
+    await listenOnLoopback(probe, port);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.close();
+  }
+}
+
+describe('stopping npm start', () => {
+  for (const [how, signal, toGroup] of [
+    ['Ctrl-C (SIGINT to its process group)', 'SIGINT', true],
+    ['SIGTERM to the npm process alone', 'SIGTERM', false],
+  ] as const) {
+    it(`stops the server and everything it started on ${how}`, async () => {
+      // Its own process group, as a terminal gives it; Ctrl-C signals the whole group.
+      const npm = spawn('npm', ['start'], {
+        cwd: repoRoot,
+        env: { ...process.env, PORT: '0' },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      npm.stdout.on('data', (chunk) => {
+        output += chunk;
+      });
+      const exited = once(npm, 'exit');
+      const port = await new Promise<number>((resolve, reject) => {
+        npm.stderr.on('data', (chunk) => {
+          output += chunk;
+          const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+          if (match?.[1]) resolve(Number(match[1]));
+        });
+        npm.once('exit', () => reject(new Error(`npm start exited: ${output}`)));
+      });
+      const groupId = npm.pid;
+      assert.ok(groupId !== undefined);
+      assert.ok((await groupMembers(groupId)).length >= 2, 'npm and the server run in the group');
+      assert.equal(await portIsFree(port), false);
+
+      process.kill(toGroup ? -groupId : groupId, signal);
+      await exited;
+      let left = await groupMembers(groupId);
+      for (let waited = 0; left.length > 0 && waited < 10_000; waited += 100) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        left = await groupMembers(groupId);
+      }
+      // Whatever is left is ended here by its own id, so that a failure leaves nothing running.
+      for (const pid of left) process.kill(pid, 'SIGKILL');
+      assert.deepEqual(left, [], `processes of npm start still running: ${left.join(', ')}`);
+      assert.equal(await portIsFree(port), true, `port ${port} is still taken`);
+    });
+  }
 });

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
 import { type DevServerProcess, runScript, startDevServerProcess } from '../support/dev-server-process.js';
 import { assertNoLeak } from '../support/logs.js';
 
@@ -14,12 +16,14 @@ const client = 'bwell';
 describe('npm run smoke: the post-deploy smoke test, against the local server', () => {
   let server: DevServerProcess;
   let workDir: string;
-  let lambdaEndpoint: { AWS_ENDPOINT_URL_LAMBDA: string };
+  /** What the README says to run in: the variables the server printed, pasted into a shell. */
+  let lambdaEndpoint: NodeJS.ProcessEnv;
 
   before(async () => {
     workDir = await mkdtemp(join(tmpdir(), 'smoke-test-'));
     server = await startDevServerProcess();
-    lambdaEndpoint = { AWS_ENDPOINT_URL_LAMBDA: server.baseUrl };
+    assert.ok(server.caller !== undefined);
+    lambdaEndpoint = { ...server.caller.environment, AWS_PROFILE: undefined, AWS_SESSION_TOKEN: undefined };
   });
 
   after(async () => {
@@ -49,7 +53,7 @@ describe('npm run smoke: the post-deploy smoke test, against the local server', 
     assert.match(lines[4] ?? '', /^smoke: OK \(4 passed, 0 failed, 0 skipped\)$/);
 
     // The broker serves the token it cached for the smoke test's requests.
-    const token = (await (await fetch(`${server.baseUrl}/clients/${client}/token`, { method: 'POST' })).json()) as {
+    const token = (await (await server.fetch(`/clients/${client}/token`, { method: 'POST' })).json()) as {
       access_token: string;
     };
     assert.match(lines[0] ?? '', new RegExp(`length ${token.access_token.length},`));
@@ -88,5 +92,43 @@ describe('npm run smoke: the post-deploy smoke test, against the local server', 
     assert.equal(run.code, 2);
     assert.match(run.stderr, /name the API with --api-url or --outputs/);
     assert.equal(run.stdout, '');
+  });
+
+  it('refuses a plain http API URL to anything but loopback, before sending', async () => {
+    const run = await runScript(smokePath, ['--api-url', 'http://broker.example.com/v1/', '--client', client], {
+      AWS_REGION: 'us-east-1',
+    });
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.match(run.stderr, /--api-url: baseUrl is refused: plain http is allowed only to loopback/);
+    assert.equal(run.stdout, '');
+  });
+
+  it('prints nothing of an endpoint with its control characters: no escape sequence, no forged line', async () => {
+    const hostile = createServer((request, response) => {
+      request.resume();
+      const unlisted = request.url?.includes('smoke-unlisted') === true;
+      response.writeHead(unlisted ? 400 : 200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify(
+          unlisted
+            ? { error: 'invalid_request', error_description: 'no\r\nPASS  http    forged\u001b[2K\u009b1m' }
+            : { access_token: 'x'.repeat(20), token_type: 'Bearer', expires_in: 3600, scope: 'a\u001b]0;title\u0007b' },
+        ),
+      );
+    });
+    const port = await listenOnLoopback(hostile);
+    try {
+      const run = await runScript(smokePath, ['--api-url', `http://127.0.0.1:${port}`, '--client', client], {
+        ...lambdaEndpoint,
+      });
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters
+      assert.doesNotMatch(run.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+      assert.doesNotMatch(run.stdout, /^PASS +http +forged/m);
+      assert.match(run.stdout, /^PASS +http +token for bwell: token served .*scope "a\uFFFD\]0;title\uFFFDb"\)$/m);
+      assert.match(run.stdout, /^FAIL +http +unlisted client .*no PASS http forged\uFFFD\[2K\uFFFD1m$/m);
+    } finally {
+      hostile.close();
+    }
   });
 });

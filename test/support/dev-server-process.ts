@@ -5,16 +5,37 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
 
 export const devServerPath = fileURLToPath(new URL('../../lambdas/local/dev-server.ts', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** The key pair the dev server made at start, as it writes it to TOKEN_BROKER_LOCAL_CREDENTIALS_FILE. */
+export interface LocalCaller {
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  /** The variables the server tells its user to export: keys, region, AWS_ENDPOINT_URL_LAMBDA. */
+  environment: Record<string, string>;
+}
 
 export interface DevServerProcess {
   /** http://127.0.0.1:<port> */
   baseUrl: string;
   port: number;
+  /** The start's caller credentials; undefined when started with --no-auth. */
+  caller: LocalCaller | undefined;
+  /** What the server wrote to TOKEN_BROKER_LOCAL_CREDENTIALS_FILE, parsed. */
+  credentialsDocument: Record<string, unknown>;
+  /** fetch(baseUrl + path), SigV4-signed for execute-api with the start's credentials (unsigned with --no-auth). */
+  fetch(path: string, init?: { method?: string; headers?: Record<string, string>; body?: string }): Promise<Response>;
   /** stdout (the broker's log lines) and stderr, interleaved as they arrived. */
   output(): string;
   /** Waits until the output matches: log lines arrive on a pipe, possibly after the HTTP answer. */
@@ -22,11 +43,49 @@ export interface DevServerProcess {
   close(): Promise<void>;
 }
 
-/** Starts the dev server on a free port (PORT=0) and resolves once it says where it listens. */
-export async function startDevServerProcess(env: NodeJS.ProcessEnv = {}): Promise<DevServerProcess> {
+/** fetch, SigV4-signed for the service with the credentials, as any AWS SDK would send it. */
+export async function signedFetch(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string },
+  signing: { accessKeyId: string; secretAccessKey: string; region: string; service?: string },
+): Promise<Response> {
+  const target = new URL(url);
+  const method = init.method ?? 'GET';
+  const signer = new SignatureV4({
+    service: signing.service ?? 'execute-api',
+    region: signing.region,
+    credentials: { accessKeyId: signing.accessKeyId, secretAccessKey: signing.secretAccessKey },
+    sha256: Sha256,
+  });
+  const signed = await signer.sign(
+    new HttpRequest({
+      method,
+      protocol: target.protocol,
+      hostname: target.hostname,
+      ...(target.port === '' ? {} : { port: Number(target.port) }),
+      path: target.pathname,
+      query: Object.fromEntries(target.searchParams),
+      headers: { host: target.host, ...init.headers },
+      ...(init.body === undefined ? {} : { body: init.body }),
+    }),
+  );
+  const { host: _host, ...headers } = signed.headers;
+  return fetch(target, { method, headers, body: init.body ?? null });
+}
+
+/**
+ * Starts the dev server on a free port (PORT=0) and resolves once it says where it listens, with the caller
+ * credentials it wrote to TOKEN_BROKER_LOCAL_CREDENTIALS_FILE (a file of its own unless env names one).
+ */
+export async function startDevServerProcess(
+  env: NodeJS.ProcessEnv = {},
+  args: string[] = [],
+): Promise<DevServerProcess> {
   let output = '';
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', devServerPath], {
-    env: { ...process.env, PORT: '0', ...env },
+  const workDir = await mkdtemp(join(tmpdir(), 'dev-server-process-'));
+  const credentialsFile = env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE ?? join(workDir, 'credentials.json');
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', devServerPath, ...args], {
+    env: { ...process.env, PORT: '0', TOKEN_BROKER_LOCAL_CREDENTIALS_FILE: credentialsFile, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (chunk) => {
@@ -39,10 +98,25 @@ export async function startDevServerProcess(env: NodeJS.ProcessEnv = {}): Promis
       if (match?.[1]) resolve(match[1]);
     });
     child.once('exit', (code) => reject(new Error(`dev server exited with ${code}: ${output}`)));
+  }).catch(async (error: unknown) => {
+    await rm(workDir, { recursive: true, force: true });
+    throw error;
   });
+  const credentialsDocument = JSON.parse(await readFile(credentialsFile, 'utf8')) as Record<string, unknown>;
+  const caller = (credentialsDocument.caller ?? undefined) as LocalCaller | undefined;
   return {
     baseUrl,
     port: Number(new URL(baseUrl).port),
+    caller,
+    credentialsDocument,
+    fetch: (path, init = {}) =>
+      caller === undefined
+        ? fetch(`${baseUrl}${path}`, {
+            method: init.method ?? 'GET',
+            headers: init.headers ?? {},
+            body: init.body ?? null,
+          })
+        : signedFetch(`${baseUrl}${path}`, init, caller),
     output: () => output,
     async outputMatching(pattern: RegExp) {
       for (let waited = 0; !pattern.test(output) && waited < 5_000; waited += 20) {
@@ -51,9 +125,12 @@ export async function startDevServerProcess(env: NodeJS.ProcessEnv = {}): Promis
       assert.match(output, pattern);
     },
     async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(workDir, { recursive: true, force: true });
     },
   };
 }
@@ -70,6 +147,8 @@ export async function runScript(script: string, args: string[], env: NodeJS.Proc
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A script that should have ended (a server that should have refused to start) is not left running.
+    timeout: 120_000,
   });
   let stdout = '';
   let stderr = '';
@@ -85,6 +164,8 @@ export async function runScript(script: string, args: string[], env: NodeJS.Proc
 
 export interface RawAnswer {
   status: number;
+  /** Every header line as sent, in order, duplicates included. */
+  headers: [string, string][];
   body: string;
 }
 
@@ -95,11 +176,34 @@ export interface RawAnswer {
 export async function rawRequest(
   port: number,
   request: { method: string; path: string; headers: [string, string][]; body?: string },
+  signedBy?: { accessKeyId: string; secretAccessKey: string; region: string },
 ): Promise<RawAnswer> {
   const body = request.body ?? '';
+  const headers = [...request.headers];
+  if (signedBy !== undefined) {
+    // Signs the headers as written (the first of each name: what Node hands the server), and adds the signature's.
+    const signer = new SignatureV4({
+      service: 'execute-api',
+      region: signedBy.region,
+      credentials: signedBy,
+      sha256: Sha256,
+    });
+    const signed = await signer.sign(
+      new HttpRequest({
+        method: request.method,
+        hostname: '127.0.0.1',
+        path: request.path,
+        headers: Object.fromEntries([...headers].reverse().map(([name, value]) => [name.toLowerCase(), value])),
+        body,
+      }),
+    );
+    for (const name of ['authorization', 'x-amz-date', 'x-amz-content-sha256']) {
+      headers.push([name, String(signed.headers[name])]);
+    }
+  }
   const head = [
     `${request.method} ${request.path} HTTP/1.0`,
-    ...request.headers.map(([name, value]) => `${name}: ${value}`),
+    ...headers.map(([name, value]) => `${name}: ${value}`),
     `Content-Length: ${Buffer.byteLength(body)}`,
   ];
   const socket = connect(port, '127.0.0.1');
@@ -110,5 +214,14 @@ export async function rawRequest(
   const text = Buffer.concat(chunks).toString('utf8');
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1]);
   assert.ok(Number.isInteger(status), 'the server answered with an HTTP status line');
-  return { status, body: text.slice(text.indexOf('\r\n\r\n') + 4) };
+  const headEnd = text.indexOf('\r\n\r\n');
+  const answerHeaders = text
+    .slice(0, headEnd)
+    .split('\r\n')
+    .slice(1)
+    .map((line): [string, string] => {
+      const colon = line.indexOf(':');
+      return [line.slice(0, colon), line.slice(colon + 1).trim()];
+    });
+  return { status, headers: answerHeaders, body: text.slice(headEnd + 4) };
 }

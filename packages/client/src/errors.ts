@@ -1,4 +1,7 @@
 import { type BrokerErrorCode, brokerErrorCodes } from './protocol.js';
+import { printable } from './text.js';
+
+const maxDescriptionLength = 1000;
 
 /**
  * The code of a failure that is not an answer of the broker: the request never reached it, or what came
@@ -27,7 +30,7 @@ export interface TokenBrokerErrorOptions {
  * A failed getToken. `code` is the broker's error code (the `error` field over HTTP, the `errorType` of
  * a function error over Lambda) or `transport_error`. `description` is the broker's `error_description`,
  * or for a transport error a summary written here. Neither ever contains a token or a response body
- * that might hold one.
+ * that might hold one, nor a control character: both are printable on one line whatever the server sent.
  */
 export class TokenBrokerError extends Error {
   readonly code: TokenBrokerErrorCode;
@@ -39,15 +42,16 @@ export class TokenBrokerError extends Error {
 
   constructor(code: TokenBrokerErrorCode, description: string, options: TokenBrokerErrorOptions = {}) {
     const where = options.status === undefined ? '' : ` (HTTP ${options.status})`;
-    const forClient = options.client === undefined ? '' : ` for client ${options.client}`;
+    const forClient = options.client === undefined ? '' : ` for client ${printable(options.client, 100)}`;
+    const shownDescription = printable(description, maxDescriptionLength);
     super(
-      `token broker: ${code}${where}${forClient}: ${description}`,
+      `token broker: ${code}${where}${forClient}: ${shownDescription}`,
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.name = 'TokenBrokerError';
     this.code = code;
     this.status = options.status;
-    this.description = description;
+    this.description = shownDescription;
     this.client = options.client;
   }
 }

@@ -2,6 +2,7 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4, type SignatureV4Init } from '@smithy/signature-v4';
+import { parseBaseUrl } from './endpoint.js';
 import { isBrokerErrorCode, TokenBrokerError, transportErrorCode } from './errors.js';
 import {
   excerpt,
@@ -18,7 +19,10 @@ export type TokenBrokerCredentials = SignatureV4Init['credentials'];
 
 export interface HttpTransportOptions {
   kind: 'http';
-  /** The API's stage URL, e.g. the stack output ApiUrl `https://<id>.execute-api.<region>.amazonaws.com/v1/`. */
+  /**
+   * The API's stage URL, e.g. the stack output ApiUrl `https://<id>.execute-api.<region>.amazonaws.com/v1/`.
+   * https, or http to loopback only (the local dev server); anything else throws a TypeError.
+   */
   baseUrl: string;
   /** The region the API is in: part of the SigV4 credential scope. */
   region: string;
@@ -30,11 +34,10 @@ export const signingService = 'execute-api';
 
 /** `POST {baseUrl}/clients/{client}/token`, SigV4-signed for execute-api. */
 export function createHttpTransport(options: HttpTransportOptions, fetchImpl: typeof fetch | undefined): Transport {
-  const base = new URL(options.baseUrl);
-  if (base.protocol !== 'https:' && base.protocol !== 'http:') {
-    throw new TypeError(`baseUrl must be an http(s) URL, got ${base.protocol}`);
+  const base = parseBaseUrl(options.baseUrl);
+  if (typeof options.region !== 'string' || !/^[a-z0-9-]{1,32}$/.test(options.region)) {
+    throw new TypeError("region must be the API's AWS region, e.g. us-east-1");
   }
-  if (base.search !== '' || base.hash !== '') throw new TypeError('baseUrl must not have a query or a fragment');
   const basePath = base.pathname.replace(/\/+$/, '');
   let signer: SignatureV4 | undefined;
   const getSigner = () => {
@@ -80,7 +83,13 @@ export function createHttpTransport(options: HttpTransportOptions, fetchImpl: ty
       let response: Response;
       let text: string;
       try {
-        response = await (fetchImpl ?? fetch)(url, { method: 'POST', headers: sendHeaders, body: body ?? null });
+        // API Gateway never redirects; a redirect would take the signed request, or bring a token, from elsewhere.
+        response = await (fetchImpl ?? fetch)(url, {
+          method: 'POST',
+          headers: sendHeaders,
+          body: body ?? null,
+          redirect: 'error',
+        });
         text = await response.text();
       } catch (error) {
         throw new TokenBrokerError(transportErrorCode, `the request to the broker failed: ${describe(error)}`, {

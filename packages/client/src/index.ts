@@ -23,3 +23,4 @@ export {
 export type { HttpTransportOptions, TokenBrokerCredentials } from './http-transport.js';
 export type { LambdaTransportOptions } from './lambda-transport.js';
 export { type BrokerErrorCode, brokerErrorCodes } from './protocol.js';
+export { printable } from './text.js';

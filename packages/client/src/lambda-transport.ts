@@ -1,4 +1,5 @@
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
+import { insecureUrlReason } from './endpoint.js';
 import { isBrokerErrorCode, TokenBrokerError, transportErrorCode } from './errors.js';
 import {
   excerpt,
@@ -16,8 +17,33 @@ export interface LambdaTransportOptions {
   functionName: string;
   /** For the LambdaClient created here; defaults to the SDK's region chain. Ignored with lambdaClient. */
   region?: string;
-  /** A client of your own (endpoint, credentials, retries, a test double); created on first use otherwise. */
+  /**
+   * A client of your own (endpoint, credentials, retries, a test double); created on first use otherwise.
+   * Its endpoint (or AWS_ENDPOINT_URL_LAMBDA) must be https, or http to loopback: anything else is refused.
+   */
   lambdaClient?: LambdaClient;
+}
+
+/** Thrown before an Invoke leaves for an endpoint the client refuses. */
+class RefusedEndpoint extends Error {
+  override name = 'RefusedEndpoint';
+}
+
+/** Checks the endpoint the SDK resolved, on this command only, so that a caller's own client is left as it was. */
+function refuseInsecureEndpoint(command: InvokeCommand): void {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { protocol?: unknown; hostname?: unknown; port?: unknown };
+      if (typeof request.protocol === 'string' && typeof request.hostname === 'string') {
+        const bare = request.hostname.includes(':') && !request.hostname.startsWith('[');
+        const url = `${request.protocol}//${bare ? `[${request.hostname}]` : request.hostname}`;
+        const reason = URL.canParse(url) ? insecureUrlReason(new URL(url)) : 'it is not a URL';
+        if (reason !== undefined) throw new RefusedEndpoint(`the Lambda endpoint is refused: ${reason}`);
+      }
+      return next(args);
+    },
+    { step: 'build', name: 'tokenBrokerRefuseInsecureEndpoint' },
+  );
 }
 
 /** `Invoke` on the alias named after the client, the only invocation the broker serves. */
@@ -39,12 +65,16 @@ export function createLambdaTransport(options: LambdaTransportOptions): Transpor
         Qualifier: request.client,
         Payload: encoder.encode(JSON.stringify(payload)),
       });
+      refuseInsecureEndpoint(command);
       const client = getLambda();
       const sentAt = clock();
       let output: InvokeCommandOutput;
       try {
         output = await client.send(command);
       } catch (error) {
+        if (error instanceof RefusedEndpoint) {
+          throw new TokenBrokerError(transportErrorCode, error.message, { client: request.client, cause: error });
+        }
         throw new TokenBrokerError(transportErrorCode, `lambda:Invoke failed: ${describeSdkError(error)}`, {
           client: request.client,
           cause: error,

@@ -1,4 +1,5 @@
 import { TokenBrokerError, transportErrorCode } from './errors.js';
+import { printable } from './text.js';
 
 /** What the broker answers on success, over both entry points. */
 export interface TokenResponseBody {
@@ -25,10 +26,9 @@ export interface Transport {
   fetchToken(request: TransportRequest, clock: () => number): Promise<TransportAnswer>;
 }
 
-/** Limits how much of a text that is not the broker's (a gateway or SDK message) goes into a description. */
+/** A text that is not the broker's (a gateway or SDK message), bounded and printable, for a description. */
 export function excerpt(text: string, max = 300): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+  return printable(text, max);
 }
 
 /**
