@@ -30,6 +30,8 @@ export interface TokenBrokerContext {
   secretMaxAgeSeconds?: number;
   /** Roles or users of the deploying account that may invalidate every client's cached tokens, present and future. */
   adminPrincipals?: string[];
+  /** A CloudTrail trail of the function's Invoke events, the record of who invoked it directly. @default true */
+  auditTrail?: boolean;
 }
 
 const knownFields = new Set([
@@ -46,6 +48,7 @@ const knownFields = new Set([
   'refreshAheadMaxSeconds',
   'secretMaxAgeSeconds',
   'adminPrincipals',
+  'auditTrail',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -128,6 +131,10 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
   const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
   const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
+  const auditTrail = raw.auditTrail;
+  if (auditTrail !== undefined && typeof auditTrail !== 'boolean') {
+    problems.push(`${contextKey}.auditTrail: must be true or false`);
+  }
 
   let clients: ClientRegistry | undefined;
   try {
@@ -154,6 +161,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
     ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
+    ...(typeof auditTrail === 'boolean' ? { auditTrail } : {}),
   };
 }
 

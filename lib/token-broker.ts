@@ -30,6 +30,7 @@ import { checkTimeBudget, functionTimeoutMs } from '../lambdas/core/broker.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
+import { InvokeAuditTrail } from './audit-trail.js';
 import { stageNamePattern } from './context.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
@@ -152,6 +153,12 @@ export interface TokenBrokerProps {
   readonly adminPrincipals?: string[];
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * A CloudTrail trail of the function's Invoke events (see `InvokeAuditTrail`): the only record of who invoked
+   * it directly. Turn it off only where another trail already records this function's Lambda data events.
+   * @default true
+   */
+  readonly auditTrail?: boolean;
   /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
   readonly alarmTopic?: sns.ITopic;
 }
@@ -181,6 +188,8 @@ export class TokenBroker extends Construct {
   readonly serviceName: string;
   readonly endpointType: apigateway.EndpointType;
   readonly monitoring: TokenBrokerMonitoring;
+  /** The trail of direct invocations, unless `auditTrail` is false. */
+  readonly invokeAuditTrail?: InvokeAuditTrail;
   private readonly aliases = new Map<string, lambda.Alias>();
   private readonly adminAliases = new Map<string, lambda.Alias>();
   /** The nested stacks holding per-client resources, by index (see `clientStackIndexOf`). */
@@ -273,6 +282,9 @@ export class TokenBroker extends Construct {
       aliasName: apiGatewayAliasName,
       version: this.fn.currentVersion,
     });
+    if (props.auditTrail ?? true) {
+      this.invokeAuditTrail = new InvokeAuditTrail(this, 'InvokeAudit', { fn: this.fn, logRetention: retention });
+    }
     Validations.of(this.fn).acknowledge({
       id: 'AwsSolutions-L1',
       reason:
