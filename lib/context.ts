@@ -1,4 +1,10 @@
-import { type ClientRegistry, ConfigError, parseClientRegistry, principalArnPattern } from '../lambdas/core/config.js';
+import {
+  type ClientRegistry,
+  ConfigError,
+  clientNamePattern,
+  parseClientRegistry,
+  principalArnPattern,
+} from '../lambdas/core/config.js';
 
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
@@ -32,6 +38,11 @@ export interface TokenBrokerContext {
   adminPrincipals?: string[];
   /** A CloudTrail trail of the function's Invoke events, the record of who invoked it directly. @default true */
   auditTrail?: boolean;
+  /**
+   * Clients whose aliases a deployment from before the nested-stack layout created in the root stack: they stay
+   * there, under the same logical ids and grants, so that the upgrade neither recreates nor renames them.
+   */
+  legacyRootAliases?: string[];
 }
 
 const knownFields = new Set([
@@ -49,6 +60,7 @@ const knownFields = new Set([
   'secretMaxAgeSeconds',
   'adminPrincipals',
   'auditTrail',
+  'legacyRootAliases',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -131,6 +143,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
   const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
   const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
+  const legacyRootAliases = stringList(raw, 'legacyRootAliases', clientNamePattern, 'a client name', problems);
   const auditTrail = raw.auditTrail;
   if (auditTrail !== undefined && typeof auditTrail !== 'boolean') {
     problems.push(`${contextKey}.auditTrail: must be true or false`);
@@ -162,6 +175,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
     ...(typeof auditTrail === 'boolean' ? { auditTrail } : {}),
+    ...(legacyRootAliases === undefined ? {} : { legacyRootAliases }),
   };
 }
 

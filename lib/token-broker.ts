@@ -161,6 +161,14 @@ export interface TokenBrokerProps {
   readonly auditTrail?: boolean;
   /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * Clients deployed before the per-client aliases moved into nested stacks (a8b4b77): their aliases stay in
+   * this construct's stack under their old logical ids, and their config principals keep the resource-policy
+   * grants that layout gave them. Moving such an alias into a nested stack would create an alias of the same
+   * name before deleting the old one, which Lambda refuses, failing the update (docs/deploy.md, "Upgrade").
+   * List every client of a deployment made before that commit, once; clients added later need not be listed.
+   */
+  readonly legacyRootAliases?: string[];
 }
 
 /**
@@ -190,6 +198,7 @@ export class TokenBroker extends Construct {
   readonly monitoring: TokenBrokerMonitoring;
   /** The trail of direct invocations, unless `auditTrail` is false. */
   readonly invokeAuditTrail?: InvokeAuditTrail;
+  private readonly legacyRootAliases: ReadonlySet<string>;
   private readonly aliases = new Map<string, lambda.Alias>();
   private readonly adminAliases = new Map<string, lambda.Alias>();
   /** The nested stacks holding per-client resources, by index (see `clientStackIndexOf`). */
@@ -209,6 +218,7 @@ export class TokenBroker extends Construct {
     this.stageName = props.stageName ?? defaultStageName;
     this.serviceName = props.serviceName ?? defaultServiceName;
     checkDeploymentSettings(props, this.stageName, this.serviceName);
+    this.legacyRootAliases = legacyRootAliasesOf(this.clients, props.legacyRootAliases ?? []);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     this.table = new dynamodb.Table(this, 'Tokens', {
@@ -343,8 +353,9 @@ export class TokenBroker extends Construct {
     for (const name of this.clientNames) {
       // The handler serves a direct invocation only through the alias named after the requested client,
       // and an invalidation only through the client's admin alias: both on the one published version.
-      // Each client's aliases sit in its nested stack, so that 200 clients fit CloudFormation's quotas.
-      const clientStack = this.clientStackOf(name);
+      // Each client's aliases sit in its nested stack, so that 200 clients fit CloudFormation's quotas; those of
+      // a deployment older than that layout stay where they were made.
+      const clientStack = this.legacyRootAliases.has(name) ? this : this.clientStackOf(name);
       this.aliases.set(
         name,
         new lambda.Alias(clientStack, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
@@ -536,6 +547,8 @@ export class TokenBroker extends Construct {
     index: number,
     arn: string,
   ): iam.IGrantable {
+    // The grants of the old layout, unchanged: moving them to identity policies could leave a gap mid-update.
+    if (this.legacyRootAliases.has(clientName)) return new iam.ArnPrincipal(arn);
     const deployingAccount = Stack.of(this).account;
     if (Token.isUnresolved(deployingAccount)) {
       Annotations.of(this).addWarningV2(
@@ -1132,6 +1145,20 @@ function checkDeploymentSettings(props: TokenBrokerProps, stageName: string, ser
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+}
+
+/** The clients of `legacyRootAliases`, each of which must be a client of the registry. */
+function legacyRootAliasesOf(clients: ClientRegistry, names: readonly string[]): ReadonlySet<string> {
+  const problems = names.flatMap((name, index) =>
+    Object.hasOwn(clients, name)
+      ? []
+      : [
+          `tokenBroker.legacyRootAliases[${index}]: ${JSON.stringify(name)} is not a client of the registry; ` +
+            'remove it from the list when its client is removed',
+        ],
+  );
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+  return new Set(names);
 }
 
 /**
