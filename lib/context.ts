@@ -1,4 +1,10 @@
-import { type ClientRegistry, ConfigError, parseClientRegistry, principalArnPattern } from '../lambdas/core/config.js';
+import {
+  type ClientRegistry,
+  ConfigError,
+  clientNamePattern,
+  parseClientRegistry,
+  principalArnPattern,
+} from '../lambdas/core/config.js';
 
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
@@ -30,6 +36,13 @@ export interface TokenBrokerContext {
   secretMaxAgeSeconds?: number;
   /** Roles or users of the deploying account that may invalidate every client's cached tokens, present and future. */
   adminPrincipals?: string[];
+  /** A CloudTrail trail of the function's Invoke events, the record of who invoked it directly. @default true */
+  auditTrail?: boolean;
+  /**
+   * Clients whose aliases a deployment from before the nested-stack layout created in the root stack: they stay
+   * there, under the same logical ids and grants, so that the upgrade neither recreates nor renames them.
+   */
+  legacyRootAliases?: string[];
 }
 
 const knownFields = new Set([
@@ -46,6 +59,8 @@ const knownFields = new Set([
   'refreshAheadMaxSeconds',
   'secretMaxAgeSeconds',
   'adminPrincipals',
+  'auditTrail',
+  'legacyRootAliases',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -128,6 +143,11 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
   const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
   const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
+  const legacyRootAliases = stringList(raw, 'legacyRootAliases', clientNamePattern, 'a client name', problems);
+  const auditTrail = raw.auditTrail;
+  if (auditTrail !== undefined && typeof auditTrail !== 'boolean') {
+    problems.push(`${contextKey}.auditTrail: must be true or false`);
+  }
 
   let clients: ClientRegistry | undefined;
   try {
@@ -154,6 +174,8 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
     ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
+    ...(typeof auditTrail === 'boolean' ? { auditTrail } : {}),
+    ...(legacyRootAliases === undefined ? {} : { legacyRootAliases }),
   };
 }
 

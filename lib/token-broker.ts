@@ -31,6 +31,7 @@ import { checkTimeBudget, functionTimeoutMs } from '../lambdas/core/broker.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
+import { InvokeAuditTrail } from './audit-trail.js';
 import { stageNamePattern } from './context.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
@@ -153,8 +154,22 @@ export interface TokenBrokerProps {
   readonly adminPrincipals?: string[];
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * A CloudTrail trail of the function's Invoke events (see `InvokeAuditTrail`): the only record of who invoked
+   * it directly. Turn it off only where another trail already records this function's Lambda data events.
+   * @default true
+   */
+  readonly auditTrail?: boolean;
   /** Gets the ALARM and OK notifications of every alarm the construct creates. @default no actions */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * Clients deployed before the per-client aliases moved into nested stacks (a8b4b77): their aliases stay in
+   * this construct's stack under their old logical ids, and their config principals keep the resource-policy
+   * grants that layout gave them. Moving such an alias into a nested stack would create an alias of the same
+   * name before deleting the old one, which Lambda refuses, failing the update (docs/deploy.md, "Upgrade").
+   * List every client of a deployment made before that commit, once; clients added later need not be listed.
+   */
+  readonly legacyRootAliases?: string[];
 }
 
 /**
@@ -184,6 +199,9 @@ export class TokenBroker extends Construct {
   readonly serviceName: string;
   readonly endpointType: apigateway.EndpointType;
   readonly monitoring: TokenBrokerMonitoring;
+  /** The trail of direct invocations, unless `auditTrail` is false. */
+  readonly invokeAuditTrail?: InvokeAuditTrail;
+  private readonly legacyRootAliases: ReadonlySet<string>;
   private readonly aliases = new Map<string, lambda.Alias>();
   private readonly adminAliases = new Map<string, lambda.Alias>();
   /** The nested stacks holding per-client resources, by index (see `clientStackIndexOf`). */
@@ -203,6 +221,7 @@ export class TokenBroker extends Construct {
     this.stageName = props.stageName ?? defaultStageName;
     this.serviceName = props.serviceName ?? defaultServiceName;
     checkDeploymentSettings(props, this.stageName, this.serviceName);
+    this.legacyRootAliases = legacyRootAliasesOf(this.clients, props.legacyRootAliases ?? []);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     this.table = new dynamodb.Table(this, 'Tokens', {
@@ -298,6 +317,9 @@ export class TokenBroker extends Construct {
       aliasName: apiGatewayAliasName,
       version: this.fn.currentVersion,
     });
+    if (props.auditTrail ?? true) {
+      this.invokeAuditTrail = new InvokeAuditTrail(this, 'InvokeAudit', { fn: this.fn, logRetention: retention });
+    }
     Validations.of(this.fn).acknowledge({
       id: 'AwsSolutions-L1',
       reason:
@@ -356,8 +378,9 @@ export class TokenBroker extends Construct {
     for (const name of this.clientNames) {
       // The handler serves a direct invocation only through the alias named after the requested client,
       // and an invalidation only through the client's admin alias: both on the one published version.
-      // Each client's aliases sit in its nested stack, so that 200 clients fit CloudFormation's quotas.
-      const clientStack = this.clientStackOf(name);
+      // Each client's aliases sit in its nested stack, so that 200 clients fit CloudFormation's quotas; those of
+      // a deployment older than that layout stay where they were made.
+      const clientStack = this.legacyRootAliases.has(name) ? this : this.clientStackOf(name);
       this.aliases.set(
         name,
         new lambda.Alias(clientStack, `ClientAlias-${name}`, { aliasName: name, version: this.fn.currentVersion }),
@@ -549,6 +572,8 @@ export class TokenBroker extends Construct {
     index: number,
     arn: string,
   ): iam.IGrantable {
+    // The grants of the old layout, unchanged: moving them to identity policies could leave a gap mid-update.
+    if (this.legacyRootAliases.has(clientName)) return new iam.ArnPrincipal(arn);
     const deployingAccount = Stack.of(this).account;
     if (Token.isUnresolved(deployingAccount)) {
       Annotations.of(this).addWarningV2(
@@ -1154,6 +1179,20 @@ function checkDeploymentSettings(props: TokenBrokerProps, stageName: string, ser
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+}
+
+/** The clients of `legacyRootAliases`, each of which must be a client of the registry. */
+function legacyRootAliasesOf(clients: ClientRegistry, names: readonly string[]): ReadonlySet<string> {
+  const problems = names.flatMap((name, index) =>
+    Object.hasOwn(clients, name)
+      ? []
+      : [
+          `tokenBroker.legacyRootAliases[${index}]: ${JSON.stringify(name)} is not a client of the registry; ` +
+            'remove it from the list when its client is removed',
+        ],
+  );
+  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+  return new Set(names);
 }
 
 /**

@@ -451,8 +451,9 @@ describe('per-client grants', () => {
       invokePermissions(allTemplates(template, broker)),
       principals.map((arn) => ['lambda:InvokeFunction', { Ref: bwellAlias }, arn]).sort(),
     );
+    // The root's two are the function role's and the invoke trail's log delivery role's.
     for (const nested of allTemplates(template, broker))
-      nested.resourceCountIs('AWS::IAM::Policy', nested === template ? 1 : 0);
+      nested.resourceCountIs('AWS::IAM::Policy', nested === template ? 2 : 0);
   });
 
   it('unknown client names throw in every grant method', () => {

@@ -124,7 +124,11 @@ describe('config principals of the deploying account: identity policies', () => 
       'lambda:InvokeFunction',
     ]);
     assert.equal(policiesOfShared(clientTemplate(broker, c)).length, 1);
-    assert.equal(Object.keys(template.findResources('AWS::IAM::Policy')).length, 1, "only the function role's");
+    assert.equal(
+      Object.keys(template.findResources('AWS::IAM::Policy')).length,
+      2,
+      "only the function role's and the invoke trail's log delivery role's",
+    );
   });
 
   it('name each policy after the stack, so that two deployments granting one role keep their own', () => {

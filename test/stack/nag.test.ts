@@ -101,6 +101,7 @@ describe('cdk-nag AwsSolutions', () => {
         'AwsSolutions-DDB3',
         'AwsSolutions-IAM5[Resource::*]',
         'AwsSolutions-L1',
+        'AwsSolutions-S1',
         'AwsSolutions-SMG4',
       ].sort(),
     );
