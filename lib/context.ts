@@ -1,4 +1,5 @@
 import { type ClientRegistry, ConfigError, parseClientRegistry, principalArnPattern } from '../lambdas/core/config.js';
+import { checkHostPatterns } from '../lambdas/core/endpoint-hosts.js';
 
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
@@ -30,6 +31,11 @@ export interface TokenBrokerContext {
   secretMaxAgeSeconds?: number;
   /** Roles or users of the deploying account that may invalidate every client's cached tokens, present and future. */
   adminPrincipals?: string[];
+  /**
+   * Hosts (or `*.` one-label patterns) any client's token endpoint may be on besides its issuer's host, for
+   * clients without `tokenEndpointHosts` of their own: the platform team's approval, listed once.
+   */
+  tokenEndpointHosts?: string[];
 }
 
 const knownFields = new Set([
@@ -46,6 +52,7 @@ const knownFields = new Set([
   'refreshAheadMaxSeconds',
   'secretMaxAgeSeconds',
   'adminPrincipals',
+  'tokenEndpointHosts',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -128,6 +135,14 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   const refreshAheadMaxSeconds = wholeNumberOf(raw, 'refreshAheadMaxSeconds', 0, problems);
   const secretMaxAgeSeconds = wholeNumberOf(raw, 'secretMaxAgeSeconds', 0, problems);
   const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
+  const hostProblems = problems.length;
+  if (raw.tokenEndpointHosts !== undefined) {
+    checkHostPatterns(raw.tokenEndpointHosts, `${contextKey}.tokenEndpointHosts`, problems);
+  }
+  const tokenEndpointHosts =
+    raw.tokenEndpointHosts !== undefined && problems.length === hostProblems
+      ? [...(raw.tokenEndpointHosts as string[])]
+      : undefined;
 
   let clients: ClientRegistry | undefined;
   try {
@@ -154,6 +169,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
     ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
+    ...(tokenEndpointHosts === undefined ? {} : { tokenEndpointHosts }),
   };
 }
 

@@ -32,6 +32,7 @@ export class TokenBrokerStack extends Stack {
       ...(config.refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds: config.refreshAheadMaxSeconds }),
       ...(config.secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds: config.secretMaxAgeSeconds }),
       ...(config.adminPrincipals === undefined ? {} : { adminPrincipals: config.adminPrincipals }),
+      ...(config.tokenEndpointHosts === undefined ? {} : { tokenEndpointHosts: config.tokenEndpointHosts }),
       // Each deployment's metrics carry its own stack name as `service`, so its alarms read only its own; the
       // default deployment keeps the dimension it has always had.
       ...(this.stackName === defaultStackName ? {} : { serviceName: this.stackName }),

@@ -12,6 +12,11 @@ export const environmentVariables = {
   upstreamBudgetMs: 'TOKEN_BROKER_UPSTREAM_BUDGET_MS',
   refreshAheadMaxSeconds: 'TOKEN_BROKER_REFRESH_AHEAD_MAX_SECONDS',
   secretMaxAgeSeconds: 'TOKEN_BROKER_SECRET_MAX_AGE_SECONDS',
+  /**
+   * The deployment's approved token endpoint hosts (`tokenBroker.tokenEndpointHosts`), comma-separated; they
+   * apply to clients without `tokenEndpointHosts` of their own, besides each client's issuer host.
+   */
+  tokenEndpointHosts: 'TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS',
 } as const;
 
 /**

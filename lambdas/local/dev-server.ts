@@ -79,7 +79,7 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   process.env.AWS_ACCESS_KEY_ID ??= 'local';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
   process.env[environmentVariables.tableName] = 'token-broker-local';
-  process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc.wellKnownUrl));
+  process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc));
   const credentialsFile = process.env.TOKEN_BROKER_LOCAL_CREDENTIALS_FILE;
   if (credentialsFile) {
     writeFileSync(credentialsFile, credentialsDocument(clients, oidc.wellKnownUrl), { mode: 0o600 });
@@ -98,11 +98,21 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   };
 }
 
-/** Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the table from TOKEN_BROKER_TABLE. */
+/**
+ * Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the approved token endpoint hosts from
+ * TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS or cdk.json (as the stack hands them to the function), the table from
+ * TOKEN_BROKER_TABLE.
+ */
 function awsDefaults(): void {
+  const settings = JSON.parse(readFileSync(cdkJsonUrl, 'utf8')).context.tokenBroker;
   if (!process.env[environmentVariables.clients]) {
-    const cdkJson = JSON.parse(readFileSync(cdkJsonUrl, 'utf8'));
-    process.env[environmentVariables.clients] = JSON.stringify(cdkJson.context.tokenBroker.clients);
+    process.env[environmentVariables.clients] = JSON.stringify(settings.clients);
+  }
+  if (
+    process.env[environmentVariables.tokenEndpointHosts] === undefined &&
+    Array.isArray(settings.tokenEndpointHosts)
+  ) {
+    process.env[environmentVariables.tokenEndpointHosts] = settings.tokenEndpointHosts.join(',');
   }
 }
 
