@@ -5,6 +5,7 @@ import {
   parseClientRegistry,
   principalArnPattern,
 } from '../lambdas/core/config.js';
+import { checkHostPatterns } from '../lambdas/core/endpoint-hosts.js';
 
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
@@ -43,6 +44,11 @@ export interface TokenBrokerContext {
    * there, under the same logical ids and grants, so that the upgrade neither recreates nor renames them.
    */
   legacyRootAliases?: string[];
+  /**
+   * Hosts (or `*.` one-label patterns) any client's token endpoint may be on besides its issuer's host, for
+   * clients without `tokenEndpointHosts` of their own: the platform team's approval, listed once.
+   */
+  tokenEndpointHosts?: string[];
 }
 
 const knownFields = new Set([
@@ -61,6 +67,7 @@ const knownFields = new Set([
   'adminPrincipals',
   'auditTrail',
   'legacyRootAliases',
+  'tokenEndpointHosts',
 ]);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
@@ -148,6 +155,14 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
   if (auditTrail !== undefined && typeof auditTrail !== 'boolean') {
     problems.push(`${contextKey}.auditTrail: must be true or false`);
   }
+  const hostProblems = problems.length;
+  if (raw.tokenEndpointHosts !== undefined) {
+    checkHostPatterns(raw.tokenEndpointHosts, `${contextKey}.tokenEndpointHosts`, problems);
+  }
+  const tokenEndpointHosts =
+    raw.tokenEndpointHosts !== undefined && problems.length === hostProblems
+      ? [...(raw.tokenEndpointHosts as string[])]
+      : undefined;
 
   let clients: ClientRegistry | undefined;
   try {
@@ -176,6 +191,7 @@ export function parseTokenBrokerContext(input: unknown): TokenBrokerContext {
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
     ...(typeof auditTrail === 'boolean' ? { auditTrail } : {}),
     ...(legacyRootAliases === undefined ? {} : { legacyRootAliases }),
+    ...(tokenEndpointHosts === undefined ? {} : { tokenEndpointHosts }),
   };
 }
 

@@ -57,6 +57,8 @@ export interface TokenBrokerAlarms {
   readonly tableThrottles: cloudwatch.Alarm;
   /** The broker could not use the shared cache at least once in 5 minutes. */
   readonly sharedCacheErrors: cloudwatch.Alarm;
+  /** A discovery document named a token endpoint on a host not approved for its client, at least once in 5 minutes. */
+  readonly tokenEndpointRefused: cloudwatch.Alarm;
 }
 
 /** The metric a function with Powertools service name `service` emits under `name`. */
@@ -161,6 +163,13 @@ export class TokenBrokerMonitoring extends Construct {
         'The broker failed to read or write its DynamoDB cache and fell back to the identity provider. ' +
           'See docs/deploy.md, "Alarms".',
       ),
+      tokenEndpointRefused: above(
+        'TokenEndpointRefused',
+        brokerMetricOf('TokenEndpointRefused'),
+        0,
+        "A discovery document named a token endpoint on a host not approved for its client; the client's " +
+          'secret was not sent and its callers get 502. See docs/deploy.md, "Alarms".',
+      ),
     };
     if (props.alarmTopic !== undefined) {
       const action = new actions.SnsAction(props.alarmTopic);
@@ -239,6 +248,7 @@ export class TokenBrokerMonitoring extends Construct {
           count('LeaseWaits'),
           count('StaleServed'),
           count('SecretReloads'),
+          count('TokenEndpointRefused'),
           brokerMetricOf('ColdStart', {
             label: 'ColdStart',
             dimensionsMap: { service: serviceName, function_name: fn.functionName },

@@ -34,6 +34,7 @@ export class TokenBrokerStack extends Stack {
       ...(config.adminPrincipals === undefined ? {} : { adminPrincipals: config.adminPrincipals }),
       ...(config.auditTrail === undefined ? {} : { auditTrail: config.auditTrail }),
       ...(config.legacyRootAliases === undefined ? {} : { legacyRootAliases: config.legacyRootAliases }),
+      ...(config.tokenEndpointHosts === undefined ? {} : { tokenEndpointHosts: config.tokenEndpointHosts }),
       // Each deployment's metrics carry its own stack name as `service`, so its alarms read only its own; the
       // default deployment keeps the dimension it has always had.
       ...(this.stackName === defaultStackName ? {} : { serviceName: this.stackName }),

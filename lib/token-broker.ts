@@ -29,6 +29,7 @@ import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
 import { checkTimeBudget, functionTimeoutMs } from '../lambdas/core/broker.js';
 import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
+import { checkHostPatterns } from '../lambdas/core/endpoint-hosts.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
 import { InvokeAuditTrail } from './audit-trail.js';
@@ -152,6 +153,11 @@ export interface TokenBrokerProps {
    * accounts are listed under each client's `adminPrincipals`.
    */
   readonly adminPrincipals?: string[];
+  /**
+   * Hosts (exact, or `*.` and one label's wildcard) any client's token endpoint may be on besides its issuer's
+   * host, for clients without `tokenEndpointHosts` of their own; another host gets nothing. @default none
+   */
+  readonly tokenEndpointHosts?: string[];
   /** Retention of the function's logs and the API's access logs. @default one month */
   readonly logRetention?: logs.RetentionDays;
   /**
@@ -741,6 +747,9 @@ export class TokenBroker extends Construct {
       ...optional('upstreamBudgetMs', props.upstreamBudgetMs),
       ...optional('refreshAheadMaxSeconds', props.refreshAheadMaxSeconds),
       ...optional('secretMaxAgeSeconds', props.secretMaxAgeSeconds),
+      ...(props.tokenEndpointHosts === undefined
+        ? {}
+        : { [environmentVariables.tokenEndpointHosts]: props.tokenEndpointHosts.join(',') }),
     };
   }
 
@@ -1177,6 +1186,9 @@ function checkDeploymentSettings(props: TokenBrokerProps, stageName: string, ser
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
       problems.push(`tokenBroker.${field}: must be a whole number of at least 0`);
     }
+  }
+  if (props.tokenEndpointHosts !== undefined) {
+    checkHostPatterns(props.tokenEndpointHosts, 'tokenBroker.tokenEndpointHosts', problems);
   }
   if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
 }

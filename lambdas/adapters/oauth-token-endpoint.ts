@@ -2,9 +2,11 @@ import { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
+import { isApprovedTokenEndpointHost, isPlainHost } from '../core/endpoint-hosts.js';
 import { BrokerError } from '../core/errors.js';
 import type {
   BrokerLogger,
+  BrokerMetrics,
   ClientCredentials,
   Clock,
   IssuedToken,
@@ -27,6 +29,13 @@ export const maxExpiresInSeconds = 31 * 24 * 3600;
 export interface OAuthTokenEndpointOptions {
   clock: Clock;
   logger: BrokerLogger;
+  /** Counts refused token endpoints (`TokenEndpointRefused`). */
+  metrics?: BrokerMetrics;
+  /**
+   * The deployment's approved token endpoint host patterns (`tokenBroker.tokenEndpointHosts`), for clients
+   * without `tokenEndpointHosts` of their own; their issuer's host is approved too. @default none
+   */
+  approvedTokenEndpointHosts?: readonly string[];
   /** Plain http to loopback hosts, for the local dev server only. */
   allowLoopbackHttp?: boolean;
   /** Timeouts, retries and the body cap of every upstream request. */
@@ -66,7 +75,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     const { clientName, client, credentials } = request;
     const server = await this.discover(clientName, client, request.deadline);
     // Checked at every use, not only when fetched: clients sharing a wellKnownUrl share its cached document.
-    checkPinnedTokenEndpoint(server, client, clientName);
+    this.checkApprovedTokenEndpoint(server, client, clientName);
     const clientAuth = await this.clientAuthFor(client, server, credentials);
     const oauthClient: oauth.Client = { client_id: credentials.clientId };
     const parameters = new URLSearchParams();
@@ -96,6 +105,48 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
       throw translateUpstreamError(error, clientName, 'token');
     }
     return validateTokenResponse(raw, client, clientName, this.options.clock.now());
+  }
+
+  /**
+   * The credentials go only to an approved host (see core/endpoint-hosts.ts), whatever a tampered or
+   * misconfigured discovery document names. The caller's error does not repeat the host (the document's text);
+   * the log line does, once it is known to be a plain host.
+   */
+  private checkApprovedTokenEndpoint(
+    server: oauth.AuthorizationServer,
+    client: ClientConfig,
+    clientName: string,
+  ): void {
+    let host: string | undefined;
+    try {
+      host = new URL(server.token_endpoint ?? '').host;
+    } catch {
+      host = undefined;
+    }
+    const approval = {
+      clientHosts: client.tokenEndpointHosts,
+      issuerHost: discoveryLocation(client.wellKnownUrl).issuer.host,
+      deploymentHosts: this.options.approvedTokenEndpointHosts ?? [],
+    };
+    if (host !== undefined && isApprovedTokenEndpointHost(host, approval)) return;
+    const pinned = client.tokenEndpointHosts !== undefined;
+    const setting = `tokenBroker.clients.${clientName}.tokenEndpointHosts`;
+    this.options.metrics?.count('TokenEndpointRefused', clientName);
+    this.options.logger.error('token endpoint host not approved; nothing was sent', {
+      client: clientName,
+      tokenEndpointHost: isPlainHost(host) ? host : '(not a plain host name)',
+      issuerHost: approval.issuerHost,
+      approvedBy: pinned ? setting : 'issuer host, tokenBroker.tokenEndpointHosts',
+    });
+    throw new BrokerError(
+      'upstream_error',
+      `the token endpoint host of client ${clientName} is not approved, so nothing was sent: ` +
+        (pinned
+          ? `discovery names a host outside ${setting}; correct ${setting}`
+          : 'discovery names a host other than its issuer and outside tokenBroker.tokenEndpointHosts; ' +
+            `pin it with ${setting}`) +
+        ' (the broker log names the refused host)',
+    );
   }
 
   private async clientAuthFor(
@@ -223,27 +274,6 @@ function isAcceptableEndpoint(value: string, allowLoopbackHttp = false): boolean
     return false;
   }
   return url.protocol === 'https:' || (allowLoopbackHttp && url.protocol === 'http:' && isLoopbackHost(url.hostname));
-}
-
-/**
- * A client with tokenEndpointHosts sends its credentials only to those hosts, whatever a (tampered or
- * misconfigured) discovery document names. The host it named is not repeated: it is the document's text.
- */
-function checkPinnedTokenEndpoint(server: oauth.AuthorizationServer, client: ClientConfig, clientName: string): void {
-  const pinned = client.tokenEndpointHosts;
-  if (pinned === undefined) return;
-  let host: string | undefined;
-  try {
-    host = new URL(server.token_endpoint ?? '').host;
-  } catch {
-    host = undefined;
-  }
-  if (host === undefined || !pinned.includes(host)) {
-    throw new BrokerError(
-      'upstream_error',
-      `the discovery document of client ${clientName} names a token_endpoint outside the client's tokenEndpointHosts`,
-    );
-  }
 }
 
 function validateTokenResponse(raw: unknown, client: ClientConfig, clientName: string, now: number): IssuedToken {

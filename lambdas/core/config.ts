@@ -1,3 +1,4 @@
+import { checkHostPatterns } from './endpoint-hosts.js';
 import { isScopeToken } from './scope.js';
 
 export const authMethods = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;
@@ -26,8 +27,9 @@ export interface ClientConfig {
   /** Lifetime in seconds assumed when the server omits expires_in and the token is not a JWT with exp. */
   defaultExpiresIn?: number;
   /**
-   * The hosts the discovery document may name the token endpoint on, each as a URL's host reads: a lowercase
-   * DNS name, with `:port` when the port is not 443. Unset, discovery alone decides (https only).
+   * The hosts the discovery document may name the token endpoint on, each as a URL's host reads (a lowercase
+   * DNS name, with `:port` when the port is not 443) or `*.` and one label's wildcard (see endpoint-hosts.ts).
+   * Unset, the issuer's host and the deployment's `tokenBroker.tokenEndpointHosts` are approved.
    */
   tokenEndpointHosts?: string[];
 }
@@ -63,10 +65,6 @@ export const principalArnPattern = new RegExp(
 // A key ARN proper: key policies and IAM evaluate kms:Decrypt against the key, never against an alias.
 export const kmsKeyArnPattern =
   /^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key\/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
-// A DNS label: letters, digits and inner hyphens. A dotted IPv4 address is labels of digits, so it passes too.
-const hostLabel = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
-const endpointHostPattern = new RegExp(`^${hostLabel}(?:\\.${hostLabel})*(?::\\d{1,5})?$`);
-const maxHostNameLength = 253;
 const oidcSuffix = '/.well-known/openid-configuration';
 const oauthPrefix = '/.well-known/oauth-authorization-server';
 
@@ -143,37 +141,6 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
   if (new Set(principals).size !== principals.length) problems.push(`${at(field)}: must not repeat a principal`);
 }
 
-/**
- * A pinned host is compared with the token endpoint URL's `host`, so it must be spelled the way a URL spells
- * it: lowercase, no default port, no IPv4 shorthand. Round-tripping through URL rejects every other spelling.
- */
-function isEndpointHost(value: unknown): boolean {
-  if (typeof value !== 'string' || !endpointHostPattern.test(value)) return false;
-  if ((value.split(':')[0] as string).length > maxHostNameLength) return false;
-  try {
-    return new URL(`https://${value}`).host === value;
-  } catch {
-    return false;
-  }
-}
-
-function checkTokenEndpointHosts(hosts: unknown, at: (field: string) => string, problems: string[]): void {
-  if (hosts === undefined) return;
-  if (!Array.isArray(hosts) || hosts.length === 0) {
-    problems.push(`${at('tokenEndpointHosts')}: must be a non-empty array of host names`);
-    return;
-  }
-  hosts.forEach((host, index) => {
-    if (!isEndpointHost(host)) {
-      problems.push(
-        `${at(`tokenEndpointHosts[${index}]`)}: must be a lowercase DNS host name, with :port only when the ` +
-          'port is not 443 (e.g. auth.example.com or auth.example.com:8443); no scheme, path or wildcard',
-      );
-    }
-  });
-  if (new Set(hosts).size !== hosts.length) problems.push(`${at('tokenEndpointHosts')}: must not repeat a host`);
-}
-
 function checkClient(name: string, raw: unknown, options: ConfigOptions, problems: string[]): void {
   const at = (field: string) => `tokenBroker.clients.${name}.${field}`;
   // A client name is also a Lambda alias name, which may not be all digits.
@@ -234,7 +201,8 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     checkPrincipals(raw[field], field, at, problems);
   }
 
-  checkTokenEndpointHosts(raw.tokenEndpointHosts, at, problems);
+  if (raw.tokenEndpointHosts !== undefined)
+    checkHostPatterns(raw.tokenEndpointHosts, at('tokenEndpointHosts'), problems);
 
   if (
     raw.secretKmsKeyArn !== undefined &&

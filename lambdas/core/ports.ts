@@ -135,7 +135,9 @@ export type BrokerMetric =
   | 'SharedCacheErrors'
   | 'LeaseWaits'
   | 'StaleServed'
-  | 'SecretReloads';
+  | 'SecretReloads'
+  /** A token endpoint on a host not approved for the client: nothing was sent to it. */
+  | 'TokenEndpointRefused';
 
 /** Counters the broker raises (EMF metrics through Powertools in production). */
 export interface BrokerMetrics {

@@ -20,6 +20,7 @@ import {
   TokenBroker,
 } from '../core/broker.js';
 import { type ClientRegistry, ConfigError, type ConfigOptions, parseClientRegistryJson } from '../core/config.js';
+import { checkHostPatterns } from '../core/endpoint-hosts.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SealingKeySource, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
 import { environmentVariables } from './environment.js';
@@ -57,6 +58,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     throw new ConfigError(`${environmentVariables.upstreamBudgetMs}: ${timeBudgetProblem}`);
   }
   const secretMaxAgeMs = wholeNumber(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, 0) * 1000;
+  const approvedTokenEndpointHosts = readTokenEndpointHosts(env);
   const clock = wiring.clock ?? systemClock;
   const tracer = wiring.tracer;
   const captured = <T>(client: T): T => (tracer === undefined ? client : tracer.captureAWSv3Client(client));
@@ -90,6 +92,8 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     endpoint: new OAuthTokenEndpoint({
       clock,
       logger: wiring.logger,
+      ...(wiring.metrics === undefined ? {} : { metrics: wiring.metrics }),
+      approvedTokenEndpointHosts,
       allowLoopbackHttp,
       http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
       traced: tracer === undefined ? untraced : tracedWith(tracer),
@@ -125,6 +129,18 @@ function readClientRegistry(env: NodeJS.ProcessEnv, options: ConfigOptions): Cli
     }
     throw error;
   }
+}
+
+/** TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS: host patterns, comma-separated; unset or empty, none. */
+function readTokenEndpointHosts(env: NodeJS.ProcessEnv): string[] {
+  const variable = environmentVariables.tokenEndpointHosts;
+  const value = env[variable];
+  if (value === undefined || value === '') return [];
+  const hosts = value.split(',');
+  const problems: string[] = [];
+  checkHostPatterns(hosts, variable, problems);
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return hosts;
 }
 
 function wholeNumber(

@@ -14,6 +14,11 @@ export const environmentVariables = {
   secretMaxAgeSeconds: 'TOKEN_BROKER_SECRET_MAX_AGE_SECONDS',
   /** The Secrets Manager secret (ARN) holding the deployment's random key that cached tokens are sealed under. */
   sealingSecretArn: 'TOKEN_BROKER_SEALING_SECRET_ARN',
+  /**
+   * The deployment's approved token endpoint hosts (`tokenBroker.tokenEndpointHosts`), comma-separated; they
+   * apply to clients without `tokenEndpointHosts` of their own, besides each client's issuer host.
+   */
+  tokenEndpointHosts: 'TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS',
 } as const;
 
 /**

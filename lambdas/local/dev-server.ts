@@ -103,7 +103,7 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   process.env.AWS_ACCESS_KEY_ID ??= 'local';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
   process.env[environmentVariables.tableName] = 'token-broker-local';
-  process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc.wellKnownUrl));
+  process.env[environmentVariables.clients] = JSON.stringify(embeddedRegistry(clients, oidc));
   return {
     secrets: new StaticSecretSource(
       new Map(clients.map((client) => [localSecretName(client.name), client.credentials])),
@@ -120,13 +120,20 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
 }
 
 /**
- * Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the table from TOKEN_BROKER_TABLE, the
- * sealing key from the secret TOKEN_BROKER_SEALING_SECRET_ARN names (both stack outputs).
+ * Against AWS: the registry comes from TOKEN_BROKER_CLIENTS or cdk.json, the approved token endpoint hosts from
+ * TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS or cdk.json (as the stack hands them to the function), the table from
+ * TOKEN_BROKER_TABLE, the sealing key from the secret TOKEN_BROKER_SEALING_SECRET_ARN names (both stack outputs).
  */
 function awsDefaults(): void {
+  const settings = JSON.parse(readFileSync(cdkJsonUrl, 'utf8')).context.tokenBroker;
   if (!process.env[environmentVariables.clients]) {
-    const cdkJson = JSON.parse(readFileSync(cdkJsonUrl, 'utf8'));
-    process.env[environmentVariables.clients] = JSON.stringify(cdkJson.context.tokenBroker.clients);
+    process.env[environmentVariables.clients] = JSON.stringify(settings.clients);
+  }
+  if (
+    process.env[environmentVariables.tokenEndpointHosts] === undefined &&
+    Array.isArray(settings.tokenEndpointHosts)
+  ) {
+    process.env[environmentVariables.tokenEndpointHosts] = settings.tokenEndpointHosts.join(',');
   }
 }
 

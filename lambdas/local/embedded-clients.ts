@@ -82,10 +82,21 @@ export function localSecretName(clientName: string): string {
   return `local/${clientName}`;
 }
 
-/** The registry pointed at the embedded provider and the in-memory secrets. */
-export function embeddedRegistry(clients: EmbeddedClient[], wellKnownUrl: string): Record<string, ClientConfig> {
+/**
+ * The registry pointed at the embedded provider and the in-memory secrets. The provider replaces each client's
+ * real one, so its token endpoint host replaces each client's pin (the real provider's host would be refused).
+ */
+export function embeddedRegistry(
+  clients: EmbeddedClient[],
+  provider: { wellKnownUrl: string; tokenEndpoint: string },
+): Record<string, ClientConfig> {
+  const { wellKnownUrl } = provider;
+  const tokenEndpointHosts = [new URL(provider.tokenEndpoint).host];
   return Object.fromEntries(
-    clients.map(({ name, config }) => [name, { ...config, wellKnownUrl, secretName: localSecretName(name) }]),
+    clients.map(({ name, config }) => [
+      name,
+      { ...config, wellKnownUrl, secretName: localSecretName(name), tokenEndpointHosts },
+    ]),
   );
 }
 

@@ -42,6 +42,7 @@ export interface RegistryEntry {
   scopes: string[];
   defaultScope?: string;
   authMethod: 'client_secret_post';
+  tokenEndpointHosts: string[];
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

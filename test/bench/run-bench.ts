@@ -234,6 +234,8 @@ async function main(): Promise<number> {
       scopes,
       ...(defaultScope === undefined ? {} : { defaultScope }),
       authMethod: 'client_secret_post',
+      // The provider names its token endpoint on another host than its issuer, as Cognito does.
+      tokenEndpointHosts: [new URL(server.tokenEndpoint).host],
     });
     const registry: Record<string, RegistryEntry> = {
       bench: entry(oidc.main, benchScopes, 'bench.read'),

@@ -89,6 +89,8 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
     });
     process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
     process.env[environmentVariables.tableName] = tableName;
+    // The provider names its token endpoint on another host than its issuer, as Cognito does.
+    process.env[environmentVariables.tokenEndpointHosts] = new URL(idp.tokenEndpoint).host;
     // The default upstream budget (5 s) and with it the default lease (7 s).
     delete process.env[environmentVariables.upstreamBudgetMs];
     process.env[environmentVariables.clients] = JSON.stringify({

@@ -11,6 +11,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SecretsManagerSecretSource } from '../../lambdas/adapters/secrets-manager.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
+import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { listenOnLoopback } from '../../lambdas/local/listen.js';
 import { type BrokerHarness, type HttpAnswer, startBrokerHarness } from '../support/broker-harness.js';
 import { FakeClock, RecordingLogger } from '../support/fakes.js';
@@ -56,10 +57,34 @@ function assertRefused(answer: HttpAnswer, status: number, code: string): string
 
 const hostOf = (url: string) => new URL(url).host;
 
+/** The deployment's approved hosts (TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS) while `work` runs; undefined: none. */
+async function withDeploymentHosts<T>(hosts: string | undefined, work: () => Promise<T>): Promise<T> {
+  const variable = environmentVariables.tokenEndpointHosts;
+  const before = process.env[variable];
+  if (hosts === undefined) delete process.env[variable];
+  else process.env[variable] = hosts;
+  try {
+    return await work();
+  } finally {
+    if (before === undefined) delete process.env[variable];
+    else process.env[variable] = before;
+  }
+}
+
+/** The JSON lines of `logs` (log records and EMF metric records). */
+const recordsOf = (logs: string) =>
+  logs
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+const refusalMessage = 'token endpoint host not approved; nothing was sent';
+
 describe('text from upstream, and pinned token endpoint hosts (issue #10)', () => {
   before(async () => {
     harness = await startBrokerHarness();
     proxy = await startFaultProxy(harness.oidc);
+    // The proxy names its token endpoint on another host than its issuer, as Cognito does: the deployment approves it.
+    process.env[environmentVariables.tokenEndpointHosts] += `,${hostOf(proxy.tokenEndpoint)}`;
   });
   afterEach(() => {
     proxy.reset();
@@ -114,7 +139,8 @@ describe('text from upstream, and pinned token endpoint hosts (issue #10)', () =
       const upstream = harness.oidc.tokenRequests();
       const diverted = await askFresh({ wellKnownUrl: proxy.wellKnownUrl, tokenEndpointHosts: [proxyHost] });
       const description = assertRefused(diverted.answer, 502, 'upstream_error');
-      assert.match(description, /names a token_endpoint outside the client's tokenEndpointHosts/);
+      assert.match(description, /^the token endpoint host of client bounds-\d+ is not approved, so nothing was sent/);
+      assert.match(description, /correct tokenBroker\.clients\.bounds-\d+\.tokenEndpointHosts/);
       assert.ok(!description.includes(hostOf(harness.oidc.tokenEndpoint)), 'the named host is not repeated');
       assert.equal(proxy.received('discovery') > 0, true, 'discovery went through the proxy');
       assert.equal(proxy.received('token'), 0, 'no token request reached the proxy');
@@ -156,6 +182,71 @@ describe('text from upstream, and pinned token endpoint hosts (issue #10)', () =
           assert.equal(harness.oidc.tokenRequests(), upstream, 'no token request was sent for the pinned client');
         }),
       );
+    });
+  });
+
+  describe('approved token endpoint hosts, without a pin (issue #16)', () => {
+    it("refuses a token endpoint on another host than the issuer's: 502, nothing sent, logged and counted", async () => {
+      // The proxy's issuer is localhost:<port>, its token endpoint 127.0.0.1:<port>: Cognito's shape.
+      const upstream = harness.oidc.tokenRequests();
+      const { answer, logs } = await withDeploymentHosts(undefined, () =>
+        askFresh({ wellKnownUrl: proxy.wellKnownUrl }),
+      );
+      const description = assertRefused(answer, 502, 'upstream_error');
+      assert.match(description, /^the token endpoint host of client bounds-\d+ is not approved, so nothing was sent/);
+      assert.match(
+        description,
+        /outside tokenBroker\.tokenEndpointHosts; pin it with tokenBroker\.clients\.bounds-\d+\./,
+      );
+      assert.ok(!description.includes(hostOf(proxy.tokenEndpoint)), 'the named host is not repeated to the caller');
+      assert.equal(proxy.received('token'), 0, 'no token request reached the host discovery named');
+      assert.equal(harness.oidc.tokenRequests(), upstream, 'no token request reached the provider');
+
+      const records = recordsOf(logs);
+      const refusals = records.filter((record) => record.message === refusalMessage);
+      assert.equal(refusals.length, 1, logs);
+      assert.equal(refusals[0]?.level, 'ERROR');
+      assert.match(String(refusals[0]?.client), /^bounds-\d+$/);
+      assert.equal(refusals[0]?.tokenEndpointHost, hostOf(proxy.tokenEndpoint));
+      assert.equal(refusals[0]?.issuerHost, hostOf(proxy.issuer));
+      assert.equal(
+        records.filter((record) => '_aws' in record && record.TokenEndpointRefused === 1).length,
+        1,
+        'one TokenEndpointRefused metric',
+      );
+      assertNoLeak(logs, harness.secrets());
+    });
+
+    it("serves a token endpoint on the issuer's host", async () => {
+      const issuerHost = hostOf(proxy.issuer);
+      proxy.always(
+        'discovery',
+        rewrite((document) => ({ ...document, token_endpoint: `https://${issuerHost}/token` })),
+      );
+      const { answer } = await withDeploymentHosts(undefined, () => askFresh({ wellKnownUrl: proxy.wellKnownUrl }));
+      assert.equal(answer.statusCode, 200, answer.body);
+      assert.equal(proxy.received('token'), 1, 'the token request went to the issuer host');
+    });
+
+    it('serves a token endpoint on a host the deployment lists', async () => {
+      const { answer } = await withDeploymentHosts(`auth.example.com,${hostOf(proxy.tokenEndpoint)}`, () =>
+        askFresh({ wellKnownUrl: proxy.wellKnownUrl }),
+      );
+      assert.equal(answer.statusCode, 200, answer.body);
+      assert.equal(proxy.received('token'), 1);
+    });
+
+    it('logs a host that is not a plain host name without repeating it', async () => {
+      const marker = markerOf('host');
+      proxy.always(
+        'discovery',
+        rewrite((document) => ({ ...document, token_endpoint: `https://evil_${marker}.example/token` })),
+      );
+      const { answer, logs } = await askFresh({ wellKnownUrl: proxy.wellKnownUrl });
+      assert.ok(!assertRefused(answer, 502, 'upstream_error').includes(marker));
+      const refusal = recordsOf(logs).find((record) => record.message === refusalMessage);
+      assert.equal(refusal?.tokenEndpointHost, '(not a plain host name)', logs);
+      assert.ok(!logs.includes(marker), 'no log line repeats the host');
     });
   });
 });

@@ -79,9 +79,9 @@ describe('the metrics the alarms read are the ones the function emits', () => {
 describe('alarms', () => {
   const { template } = synth();
 
-  it('five alarms, each over one 5-minute period, missing data not breaching, no actions without a topic', () => {
+  it('six alarms, each over one 5-minute period, missing data not breaching, no actions without a topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
-    assert.equal(alarms.length, 5);
+    assert.equal(alarms.length, 6);
     for (const props of alarms) {
       assert.equal(props.EvaluationPeriods, 1);
       assert.equal(props.DatapointsToAlarm, 1);
@@ -196,6 +196,26 @@ describe('alarms', () => {
     });
   });
 
+  it('refused token endpoints: TokenBroker TokenEndpointRefused with service=token-broker, Sum > 0 (any refusal)', () => {
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'TokenBroker',
+      MetricName: 'TokenEndpointRefused',
+      Dimensions: service,
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+    });
+    const ids = Object.keys(template.findResources('AWS::CloudWatch::Alarm'));
+    assert.ok(
+      ids.some((id) => id.startsWith('TokenBrokerMonitoringTokenEndpointRefused')),
+      ids.join(', '),
+    );
+    assert.match(source('docs/deploy.md'), /\| `TokenEndpointRefused` /, 'the runbook lists the alarm');
+  });
+
   it('every alarm description points the on-call engineer at the runbook', () => {
     for (const a of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) {
       assert.match(a.Properties.AlarmDescription, /docs\/deploy\.md, "Alarms"/);
@@ -207,7 +227,7 @@ describe('alarm notifications', () => {
   it('alarmTopicArn in the context: every alarm notifies the topic on ALARM and on OK', () => {
     const { template } = synth({ ...shipped, alarmTopicArn: topicArn });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
-    assert.equal(alarms.length, 5);
+    assert.equal(alarms.length, 6);
     for (const a of alarms) {
       assert.deepEqual(a.Properties.AlarmActions, [topicArn]);
       assert.deepEqual(a.Properties.OKActions, [topicArn]);

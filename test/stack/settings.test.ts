@@ -200,6 +200,35 @@ describe('runtime settings in the function environment', () => {
   });
 });
 
+describe('approved token endpoint hosts (tokenBroker.tokenEndpointHosts)', () => {
+  const pools = '*.auth.us-east-1.amazoncognito.com';
+
+  it('reach the function as TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS, comma-separated, and are absent when unset', () => {
+    const { template } = synth({ ...shipped, tokenEndpointHosts: [pools, 'login.example.com'] });
+    assert.equal(functionVariables(template).TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS, `${pools},login.example.com`);
+    assert.equal(environmentVariables.tokenEndpointHosts, 'TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS');
+    assert.equal(Object.hasOwn(functionVariables(synth(shipped).template), 'TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS'), false);
+  });
+
+  it('fail synth, naming the entry, when a pattern is malformed or too broad, in the context and on the construct', () => {
+    const message = problemsOf({ ...shipped, tokenEndpointHosts: ['*.amazoncognito.com', 'https://a.example.com'] });
+    assert.match(message, /tokenBroker\.tokenEndpointHosts\[0\]: is too broad/);
+    assert.match(message, /tokenBroker\.tokenEndpointHosts\[1\]: must be a lowercase DNS host name/);
+    assert.match(
+      problemsOf({ ...shipped, tokenEndpointHosts: [] }),
+      /tokenBroker\.tokenEndpointHosts: must be a non-empty array/,
+    );
+    const stack = new Stack(new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } }), 'Host', {
+      env,
+    });
+    assert.throws(
+      () => new TokenBroker(stack, 'Broker', { clients: shipped.clients, tokenEndpointHosts: ['*.com'] }),
+      (error: unknown) =>
+        error instanceof ConfigError && /tokenBroker\.tokenEndpointHosts\[0\]: is too broad/.test(error.message),
+    );
+  });
+});
+
 function problemOfSynth(tokenBroker: unknown): string {
   try {
     synth(tokenBroker);

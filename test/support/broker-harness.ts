@@ -147,6 +147,11 @@ export async function startBrokerHarness() {
   Object.assign(process.env, sealing.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = '1500';
+  // Both providers name their token endpoint on another host than their issuer, as Cognito does: the deployment
+  // approves them once, as tokenBroker.tokenEndpointHosts would.
+  process.env[environmentVariables.tokenEndpointHosts] = [oidc.tokenEndpoint, stalling.tokenEndpoint]
+    .map((url) => new URL(url).host)
+    .join(',');
 
   const output = captureOutput();
   const clock = new ShiftedClock();

@@ -106,6 +106,8 @@ export async function startFaultsHarness() {
   Object.assign(process.env, sealing.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = String(upstreamBudgetMs);
+  // The proxy names its token endpoint on another host than its issuer, as Cognito does: approved for the deployment.
+  process.env[environmentVariables.tokenEndpointHosts] = new URL(proxy.tokenEndpoint).host;
   delete process.env[environmentVariables.secretMaxAgeSeconds];
 
   /** Every access token a caller received or the test injected, for the leak checks. */

@@ -46,6 +46,8 @@ export async function startLocalParts(options: LocalPartsOptions): Promise<Local
     scopes: options.client.scopes,
     defaultScope: options.client.scopes[0],
     authMethod: options.client.authMethod,
+    // The provider names its token endpoint on another host than its issuer, as Cognito does.
+    tokenEndpointHosts: [new URL(oidc.tokenEndpoint).host],
   };
   return {
     oidc,

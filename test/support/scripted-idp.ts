@@ -70,6 +70,8 @@ export async function startScriptedIdp(script: TokenScript) {
   const port = await listenOnLoopback(server);
   return {
     wellKnownUrl: `https://localhost:${port}/.well-known/openid-configuration`,
+    /** What discovery names: on another host than the issuer, so a client needs it approved. */
+    tokenEndpoint: `https://127.0.0.1:${port}/token`,
     /** Every token request that reached the provider, in order. */
     tokenRequests: (): readonly ScriptedTokenRequest[] => requests,
     answerWith(next: TokenScript): void {

@@ -77,3 +77,34 @@ describe('the composition root reads the registry from TOKEN_BROKER_CLIENTS_FILE
     failsNaming({ [environmentVariables.clientsFile]: invalid }, invalid, /tokenBroker\.clients\.bwell\.secretName/);
   });
 });
+
+describe('the composition root reads the approved token endpoint hosts from TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS', () => {
+  const compose = (hosts: string) =>
+    createBrokerFromEnvironment(
+      {
+        [environmentVariables.tableName]: 'tokens',
+        [environmentVariables.clients]: JSON.stringify({ bwell: client }),
+        [environmentVariables.tokenEndpointHosts]: hosts,
+      },
+      { logger: new RecordingLogger() },
+    );
+
+  it('accepts comma-separated hosts and wildcards, and none when empty', () => {
+    assert.equal(compose('*.auth.us-east-1.amazoncognito.com,fhir.icanbwell.com').hasClient('bwell'), true);
+    assert.equal(compose('').hasClient('bwell'), true);
+  });
+
+  it('fails the cold start naming the variable and the entry when a host is malformed or too broad', () => {
+    for (const [hosts, problem] of [
+      ['*.amazoncognito.com', /^TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS\[0\]: is too broad/],
+      ['fhir.icanbwell.com, auth.example.com', /^TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS\[1\]: must be a lowercase DNS host/],
+      ['fhir.icanbwell.com,', /^TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS\[1\]: must be a lowercase DNS host/],
+    ] as const) {
+      assert.throws(
+        () => compose(hosts),
+        (error: unknown) => error instanceof ConfigError && problem.test(error.message),
+        hosts,
+      );
+    }
+  });
+});

@@ -75,12 +75,12 @@ describe('client registry', () => {
     assert.equal(parseClientRegistry({ bwell: valid }).bwell?.tokenEndpointHosts, undefined);
   });
 
-  it('refuses tokenEndpointHosts with schemes, paths, wildcards, odd spellings or repeats', () => {
+  it('refuses tokenEndpointHosts with schemes, paths, misplaced wildcards, odd spellings or repeats', () => {
     const entry = /tokenEndpointHosts\[0\]: must be a lowercase DNS host name/;
     for (const host of [
       'https://auth.example.com',
       'auth.example.com/oauth2/token',
-      '*.example.com',
+      'auth.*.example.com',
       '*',
       'Auth.Example.com',
       'auth.example.com.',
@@ -111,6 +111,18 @@ describe('client registry', () => {
     assert.match(
       problemsOf({ bwell: { ...valid, tokenEndpointHosts: ['auth.example.com', 'auth.example.com'] } }),
       /tokenEndpointHosts: must not repeat a host/,
+    );
+  });
+
+  it('accepts a tokenEndpointHosts wildcard of one label over three fixed labels, and refuses a broader one', () => {
+    const pools = '*.auth.us-east-1.amazoncognito.com';
+    assert.deepEqual(
+      parseClientRegistry({ bwell: { ...valid, tokenEndpointHosts: [pools] } }).bwell?.tokenEndpointHosts,
+      [pools],
+    );
+    assert.match(
+      problemsOf({ bwell: { ...valid, tokenEndpointHosts: ['*.amazoncognito.com'] } }),
+      /clients\.bwell\.tokenEndpointHosts\[0\]: is too broad/,
     );
   });
 
