@@ -84,6 +84,8 @@ describe('the composition root reads the approved token endpoint hosts from TOKE
       {
         [environmentVariables.tableName]: 'tokens',
         [environmentVariables.clients]: JSON.stringify({ bwell: client }),
+        [environmentVariables.sealingSecretArn]:
+          'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf',
         [environmentVariables.tokenEndpointHosts]: hosts,
       },
       { logger: new RecordingLogger() },
