@@ -1,13 +1,17 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../lambdas/core/config.js';
-import { contextKey, parseTokenBrokerContext } from '../lib/context.js';
+import { contextKey, parseTokenBrokerContext, readCdkJsonText } from '../lib/context.js';
 import { defaultStackName, TokenBrokerStack } from '../lib/token-broker-stack.js';
 
 const app = new App();
 
 try {
-  const config = parseTokenBrokerContext(app.node.tryGetContext(contextKey));
+  const cdkJsonText = readCdkJsonText();
+  const config = parseTokenBrokerContext(app.node.tryGetContext(contextKey), {
+    source: 'the CDK context (cdk.json)',
+    ...(cdkJsonText === undefined ? {} : { cdkJsonText }),
+  });
   // The stack name is the deployment's identity: another name is another, independent broker in the account.
   new TokenBrokerStack(app, config.stackName ?? defaultStackName, {
     config,

@@ -5,9 +5,12 @@ import { fileURLToPath } from 'node:url';
 import {
   Annotations,
   ArnFormat,
+  Aws,
   CfnOutput,
   CfnResource,
+  CfnRule,
   Duration,
+  Fn,
   NestedStack,
   RemovalPolicy,
   Stack,
@@ -25,15 +28,25 @@ import { type ICommandHooks, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aw
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import { RegionInfo } from 'aws-cdk-lib/region-info';
 import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
-import { checkTimeBudget, functionTimeoutMs } from '../lambdas/core/broker.js';
-import { type ClientConfig, type ClientRegistry, ConfigError, parseClientRegistry } from '../lambdas/core/config.js';
-import { checkHostPatterns } from '../lambdas/core/endpoint-hosts.js';
+import { functionTimeoutMs } from '../lambdas/core/broker.js';
+import {
+  arnsOfRegistry,
+  type ClientConfig,
+  type ClientRegistry,
+  ConfigError,
+  configErrorOf,
+  type NamedArn,
+  partitionOf,
+  secretIdentityOfArn,
+  sharedSecretProblem,
+} from '../lambdas/core/config.js';
+import { readTokenBrokerSettings, unadmittedPrincipals } from '../lambdas/core/settings.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
 import { InvokeAuditTrail } from './audit-trail.js';
-import { stageNamePattern } from './context.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
 
@@ -220,14 +233,11 @@ export class TokenBroker extends Construct {
 
   constructor(scope: Construct, id: string, props: TokenBrokerProps) {
     super(scope, id);
-    this.clients = parseClientRegistry(props.clients);
-    this.clientNames = Object.keys(this.clients);
-    checkAdmittedPrincipals(this.clients, props, Stack.of(this).account);
-    checkClientSecrets(this.clients, Stack.of(this));
     this.stageName = props.stageName ?? defaultStageName;
     this.serviceName = props.serviceName ?? defaultServiceName;
-    checkDeploymentSettings(props, this.stageName, this.serviceName);
-    this.legacyRootAliases = legacyRootAliasesOf(this.clients, props.legacyRootAliases ?? []);
+    this.clients = checkedClientsOf(this, props, this.serviceName);
+    this.clientNames = Object.keys(this.clients);
+    this.legacyRootAliases = new Set(props.legacyRootAliases ?? []);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     this.table = new dynamodb.Table(this, 'Tokens', {
@@ -1049,52 +1059,6 @@ function shellQuoted(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
-// The six characters Secrets Manager appends to a secret's name in its ARN.
-const secretArnSuffixPattern = /-[A-Za-z0-9]{6}$/;
-
-/**
- * What synth can see of the client secrets:
- * - A secret ARN without the suffix Secrets Manager appends (`…:secret:name-AbCdEf`): IAM compares the ARN
- *   as written, so the grant would never match the secret's real ARN and every read would be denied.
- * - Two clients on one secret: the same name, or a name and an ARN of the same secret when the stack's account
- *   and region are known. One secret holds one OAuth client's credentials.
- */
-function checkClientSecrets(clients: ClientRegistry, stack: Stack): void {
-  const problems: string[] = [];
-  const clientBySecret = new Map<string, string>();
-  const located = !Token.isUnresolved(stack.account) && !Token.isUnresolved(stack.region);
-  for (const [name, { secretName }] of Object.entries(clients)) {
-    const at = `tokenBroker.clients.${name}.secretName`;
-    let identity: string;
-    if (secretName.startsWith('arn:')) {
-      const [, , , region, account, , ...rest] = secretName.split(':');
-      const nameInArn = rest.join(':');
-      if (!secretArnSuffixPattern.test(nameInArn)) {
-        problems.push(
-          `${at}: the ARN ${secretName} lacks the six-character suffix Secrets Manager appends to the name ` +
-            `(…:secret:${nameInArn}-AbCdEf). IAM would compare the ARN as written and never match the real one, ` +
-            "so the function could not read the secret: use the secret's full ARN, or its name",
-        );
-        identity = `${region}:${account}:${nameInArn}`;
-      } else {
-        identity = `${region}:${account}:${nameInArn.replace(secretArnSuffixPattern, '')}`;
-      }
-    } else {
-      identity = located ? `${stack.region}:${stack.account}:${secretName}` : `name:${secretName}`;
-    }
-    const first = clientBySecret.get(identity);
-    if (first === undefined) {
-      clientBySecret.set(identity, name);
-    } else {
-      problems.push(
-        `${at}: the same secret as tokenBroker.clients.${first}.secretName (${clients[first]?.secretName}). A ` +
-          'secret holds one OAuth client: declare that client once with all its scopes, or give each its own secret',
-      );
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
-}
-
 /** Secret names become ARNs with the `-??????` suffix Secrets Manager appends; full ARNs are used as given. */
 export function secretArnOf(stack: Stack, secretName: string): string {
   if (secretName.startsWith('arn:')) return secretName;
@@ -1161,72 +1125,117 @@ function checkGranteePolicySizes(sizes: readonly GranteePolicySize[]): void {
   if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
 }
 
-/**
- * The construct is also used without the context parser, so its own props are checked here. The upstream
- * budget is checked by the function the runtime runs at cold start, against the timeout this stack sets: a
- * budget that fails there would fail every cold start after the deploy.
- */
-function checkDeploymentSettings(props: TokenBrokerProps, stageName: string, serviceName: string): void {
-  const problems: string[] = [];
-  if (!stageNamePattern.test(stageName)) {
-    problems.push(`tokenBroker.stage: must be an API Gateway stage name (${stageNamePattern.source})`);
+/** The construct's props in the shape of cdk.json's `tokenBroker` settings, for the parser they share. */
+function settingsOfProps(props: TokenBrokerProps): Record<string, unknown> {
+  const settings: Record<string, unknown> = { clients: props.clients };
+  for (const field of [
+    'allowedAccounts',
+    'allowedOrgId',
+    'vpcEndpointIds',
+    'refreshWindowSeconds',
+    'throttle',
+    'upstreamBudgetMs',
+    'refreshAheadMaxSeconds',
+    'secretMaxAgeSeconds',
+    'adminPrincipals',
+    'auditTrail',
+    'legacyRootAliases',
+    'tokenEndpointHosts',
+  ] as const) {
+    if (props[field] !== undefined) settings[field] = props[field];
   }
+  if (props.stageName !== undefined) settings.stage = props.stageName;
+  return settings;
+}
+
+/**
+ * The construct is also used without the CDK app, so it checks its props with the parser `cdk synth` and the
+ * local server use (lambdas/core/settings.ts), then what only the stack can tell: the deploying account's
+ * principals, a secret named once by name and once by ARN, and the stack's partition. Every problem is
+ * reported in one error.
+ */
+function checkedClientsOf(scope: Construct, props: TokenBrokerProps, serviceName: string): ClientRegistry {
+  const stack = Stack.of(scope);
+  const { settings, problems } = readTokenBrokerSettings(settingsOfProps(props));
   if (!serviceNamePattern.test(serviceName)) {
     problems.push(`serviceName: must be a metric dimension value (${serviceNamePattern.source})`);
   }
-  if (props.upstreamBudgetMs !== undefined) {
-    const problem = checkTimeBudget({
-      upstreamBudgetMs: props.upstreamBudgetMs,
-      functionTimeoutMs: timeout.toMilliseconds(),
-    });
-    if (problem !== undefined) problems.push(`tokenBroker.upstreamBudgetMs: ${problem}`);
-  }
-  for (const field of ['refreshAheadMaxSeconds', 'secretMaxAgeSeconds'] as const) {
-    const value = props[field];
-    if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
-      problems.push(`tokenBroker.${field}: must be a whole number of at least 0`);
+  if (settings !== undefined) {
+    const { clients } = settings;
+    if (props.allowedAccounts === undefined && props.allowedOrgId === undefined && !Token.isUnresolved(stack.account)) {
+      problems.push(...unadmittedPrincipals(clients, [stack.account], 'the deploying account'));
     }
+    problems.push(...secretsNamedTwice(clients, stack));
+    const arns: NamedArn[] = [
+      ...arnsOfRegistry(clients),
+      ...(props.adminPrincipals ?? []).map((arn, index) => ({ at: `tokenBroker.adminPrincipals[${index}]`, arn })),
+      ...(props.alarmTopic === undefined || Token.isUnresolved(props.alarmTopic.topicArn)
+        ? []
+        : [{ at: 'tokenBroker.alarmTopicArn', arn: props.alarmTopic.topicArn }]),
+    ];
+    problems.push(...stackPartitionProblems(scope, arns));
   }
-  if (props.tokenEndpointHosts !== undefined) {
-    checkHostPatterns(props.tokenEndpointHosts, 'tokenBroker.tokenEndpointHosts', problems);
-  }
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
-}
-
-/** The clients of `legacyRootAliases`, each of which must be a client of the registry. */
-function legacyRootAliasesOf(clients: ClientRegistry, names: readonly string[]): ReadonlySet<string> {
-  const problems = names.flatMap((name, index) =>
-    Object.hasOwn(clients, name)
-      ? []
-      : [
-          `tokenBroker.legacyRootAliases[${index}]: ${JSON.stringify(name)} is not a client of the registry; ` +
-            'remove it from the list when its client is removed',
-        ],
-  );
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
-  return new Set(names);
+  if (problems.length > 0 || settings === undefined) throw configErrorOf(problems);
+  return settings.clients;
 }
 
 /**
- * A principal granted a client (to fetch its token or to invalidate it) must be able to reach the API at
- * all: with explicit accounts (and no organization), each principal's account must be one of them; with
- * the default, the deploying account.
+ * A name and an ARN of one secret, once the stack's account and region tell where a name resolves: one secret
+ * holds one OAuth client's credentials. (Two names or two ARNs of one secret are the parser's to find.)
  */
-function checkAdmittedPrincipals(clients: ClientRegistry, props: TokenBrokerProps, stackAccount: string): void {
-  if (props.allowedOrgId !== undefined) return;
-  const admitted = props.allowedAccounts ?? (Token.isUnresolved(stackAccount) ? undefined : [stackAccount]);
-  if (admitted === undefined) return;
+function secretsNamedTwice(clients: ClientRegistry, stack: Stack): string[] {
+  if (Token.isUnresolved(stack.account) || Token.isUnresolved(stack.region)) return [];
+  const first = new Map<string, { name: string; byArn: boolean }>();
   const problems: string[] = [];
-  const by = props.allowedAccounts === undefined ? 'the deploying account' : 'tokenBroker.allowedAccounts';
-  for (const [name, client] of Object.entries(clients)) {
-    for (const field of ['allowedPrincipals', 'adminPrincipals'] as const) {
-      (client[field] ?? []).forEach((arn, index) => {
-        const account = arn.split(':')[4] ?? '';
-        if (!admitted.includes(account)) {
-          problems.push(`tokenBroker.clients.${name}.${field}[${index}]: account ${account} is not admitted by ${by}`);
-        }
-      });
+  for (const [name, { secretName }] of Object.entries(clients)) {
+    const byArn = secretName.startsWith('arn:');
+    const identity = byArn ? secretIdentityOfArn(secretName) : `${stack.region}:${stack.account}:${secretName}`;
+    const earlier = first.get(identity);
+    if (earlier === undefined) first.set(identity, { name, byArn });
+    else if (earlier.byArn !== byArn) {
+      problems.push(
+        sharedSecretProblem(`tokenBroker.clients.${name}.secretName`, `tokenBroker.clients.${earlier.name}.secretName`),
+      );
     }
   }
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+  return problems;
+}
+
+/**
+ * Every ARN the settings name must be in the stack's partition: IAM refuses a principal of another partition
+ * in a policy, and the function could reach no secret or key there. With the region known the partition is
+ * known at synth; env-agnostic, a CloudFormation rule makes the deploy fail before any resource is touched.
+ * The parser has already refused ARNs of more than one partition, so the first one's stands for all.
+ */
+function stackPartitionProblems(scope: Construct, arns: readonly NamedArn[]): string[] {
+  const first = arns[0];
+  if (first === undefined) return [];
+  const stack = Stack.of(scope);
+  // Without the partition-literals flag the partition stays a token even where the region tells it.
+  const stackPartition = !Token.isUnresolved(stack.partition)
+    ? stack.partition
+    : Token.isUnresolved(stack.region)
+      ? undefined
+      : RegionInfo.get(stack.region).partition;
+  if (stackPartition === undefined) {
+    const partition = partitionOf(first.arn);
+    new CfnRule(scope, 'Partition', {
+      assertions: [
+        {
+          assert: Fn.conditionEquals(Aws.PARTITION, partition),
+          assertDescription:
+            `The token broker's settings name ARNs of partition ${partition} (${first.at}): deploy it in a ` +
+            'region of that partition, or name ARNs of this one',
+        },
+      ],
+    });
+    return [];
+  }
+  return arns
+    .filter(({ arn }) => partitionOf(arn) !== stackPartition)
+    .map(
+      ({ at, arn }) =>
+        `${at}: is in partition ${partitionOf(arn)}, but the stack is in ${stackPartition}: IAM there refuses ` +
+        'the ARNs of another partition',
+    );
 }

@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { ClientConfig, ClientRegistry } from './config.js';
+import {
+  type ClientConfig,
+  type ClientRegistry,
+  maxLifetimeSeconds,
+  runtimeSettingBounds,
+  wholeNumberProblem,
+} from './config.js';
 import { BrokerError } from './errors.js';
 import type {
   BrokerLogger,
@@ -664,8 +670,18 @@ function newest(tokens: (CachedToken | undefined)[]): CachedToken | undefined {
   return best;
 }
 
-function wholeSeconds(name: string, value: number | undefined, fallback: number): number {
+/** A setting in whole seconds, within the bounds the settings parser holds every path to. */
+function wholeSeconds(
+  name: 'refreshWindowSeconds' | 'refreshAheadMaxSeconds' | 'revocationCheckSeconds',
+  value: number | undefined,
+  fallback: number,
+): number {
   const seconds = value ?? fallback;
-  if (!Number.isInteger(seconds) || seconds < 0) throw new RangeError(`${name} must be a non-negative integer`);
+  const bounds =
+    name === 'revocationCheckSeconds'
+      ? { minimum: 0, maximum: maxLifetimeSeconds, unit: 'seconds' as const }
+      : runtimeSettingBounds[name];
+  const problem = wholeNumberProblem(seconds, bounds);
+  if (problem !== undefined) throw new RangeError(`${name} ${problem}`);
   return seconds;
 }

@@ -1,3 +1,4 @@
+import { visit } from 'jsonc-parser';
 import { checkHostPatterns } from './endpoint-hosts.js';
 import { isScopeToken } from './scope.js';
 
@@ -70,11 +71,107 @@ const oauthPrefix = '/.well-known/oauth-authorization-server';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+  /** Each problem on its own, named by its path: what a report that gathers several sources merges. */
+  readonly problems: readonly string[];
+
+  constructor(message: string, problems: readonly string[] = [message]) {
+    super(message);
+    this.problems = problems;
+  }
+}
+
+const configHeader = 'invalid token broker configuration';
+
+/** The one shape of a configuration error: a header naming where the settings were read, then every problem. */
+export function configErrorOf(problems: readonly string[], source?: string): ConfigError {
+  const header = source === undefined ? configHeader : `${configHeader} in ${source}`;
+  return new ConfigError(`${header}:\n  ${problems.join('\n  ')}`, problems);
 }
 
 export interface ConfigOptions {
   /** Plain http discovery is accepted for loopback hosts only, and only by the local dev server. */
   allowLoopbackHttp?: boolean;
+  /** The path the registry's problems are named under. @default 'tokenBroker.clients' (cdk.json's) */
+  at?: string;
+  /** Where the registry was read, for the error's header: `cdk.json`, `TOKEN_BROKER_CLIENTS`, a file. */
+  source?: string;
+}
+
+/**
+ * The longest a token may live and the longest any lifetime setting may be: 31 days. A longer `expires_in` is
+ * refused as implausible, so a longer default or window could only ever describe a token the broker refuses.
+ */
+export const maxLifetimeSeconds = 31 * 24 * 3600;
+
+export interface WholeNumberBounds {
+  minimum: number;
+  maximum: number;
+  unit: 'seconds' | 'milliseconds';
+}
+
+/**
+ * The bounds of the broker's runtime settings, which the construct, the CDK app, the local server and the
+ * function's cold start all check with `wholeNumberProblem`. A refresh window of 0 would hand out tokens with
+ * no lifetime left (`expires_in: 0`).
+ */
+export const runtimeSettingBounds = {
+  refreshWindowSeconds: { minimum: 1, maximum: maxLifetimeSeconds, unit: 'seconds' },
+  refreshAheadMaxSeconds: { minimum: 0, maximum: maxLifetimeSeconds, unit: 'seconds' },
+  secretMaxAgeSeconds: { minimum: 0, maximum: maxLifetimeSeconds, unit: 'seconds' },
+  // The function's timeout bounds it further (checkTimeBudget).
+  upstreamBudgetMs: { minimum: 1, maximum: 60_000, unit: 'milliseconds' },
+} as const satisfies Record<string, WholeNumberBounds>;
+
+/** Why a value is not a whole number within its bounds, or undefined when it is. NaN, 1.5 and "60" are not. */
+export function wholeNumberProblem(value: unknown, bounds: WholeNumberBounds): string | undefined {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= bounds.minimum && value <= bounds.maximum) {
+    return undefined;
+  }
+  return `must be a whole number of ${bounds.unit} from ${bounds.minimum} to ${bounds.maximum}`;
+}
+
+// The six characters Secrets Manager appends to a secret's name in its ARN.
+const secretArnSuffixPattern = /-[A-Za-z0-9]{6}$/;
+
+/** The partition an ARN is in (`aws`, `aws-cn`, `aws-us-gov`, …). */
+export function partitionOf(arn: string): string {
+  return arn.split(':')[1] ?? '';
+}
+
+/** An ARN the configuration names, where it is named. */
+export interface NamedArn {
+  at: string;
+  arn: string;
+}
+
+/** Every ARN a registry names: principals, secret ARNs and KMS keys. One deployment lives in one partition. */
+export function arnsOfRegistry(registry: ClientRegistry, at = 'tokenBroker.clients'): NamedArn[] {
+  return Object.entries(registry).flatMap(([name, client]) => [
+    ...(client.secretName.startsWith('arn:') ? [{ at: `${at}.${name}.secretName`, arn: client.secretName }] : []),
+    ...(client.secretKmsKeyArn === undefined
+      ? []
+      : [{ at: `${at}.${name}.secretKmsKeyArn`, arn: client.secretKmsKeyArn }]),
+    ...(['allowedPrincipals', 'adminPrincipals'] as const).flatMap((field) =>
+      (client[field] ?? []).map((arn, index) => ({ at: `${at}.${name}.${field}[${index}]`, arn })),
+    ),
+  ]);
+}
+
+/**
+ * ARNs of more than one partition cannot all be right: a stack is in one partition, and IAM there refuses a
+ * principal or resource of another. Each ARN outside the first one's partition is a problem.
+ */
+export function partitionProblems(arns: readonly NamedArn[]): string[] {
+  const first = arns[0];
+  if (first === undefined) return [];
+  const partition = partitionOf(first.arn);
+  return arns
+    .filter(({ arn }) => partitionOf(arn) !== partition)
+    .map(
+      ({ at, arn }) =>
+        `${at}: is in partition ${partitionOf(arn)}, but ${first.at} is in ${partition}: a deployment lives ` +
+        'in one partition, and IAM there refuses the ARNs of another',
+    );
 }
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -141,32 +238,46 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
   if (new Set(principals).size !== principals.length) problems.push(`${at(field)}: must not repeat a principal`);
 }
 
+const requiredFields = ['wellKnownUrl', 'secretName', 'scopes'] as const;
+
 function checkClient(name: string, raw: unknown, options: ConfigOptions, problems: string[]): void {
-  const at = (field: string) => `tokenBroker.clients.${name}.${field}`;
+  const client = `${options.at ?? defaultRegistryPath}.${name}`;
+  const at = (field: string) => `${client}.${field}`;
   // A client name is also a Lambda alias name, which may not be all digits.
   if (!clientNamePattern.test(name) || /^\d+$/.test(name)) {
-    problems.push(
-      `tokenBroker.clients.${name}: client name must match ${clientNamePattern.source} and not be all digits`,
-    );
+    problems.push(`${client}: client name must match ${clientNamePattern.source} and not be all digits`);
   }
   if (!isRecord(raw)) {
-    problems.push(`tokenBroker.clients.${name}: must be an object`);
+    problems.push(`${client}: must be an object`);
     return;
   }
   for (const field of Object.keys(raw)) {
     if (!knownFields.has(field)) problems.push(`${at(field)}: unknown field`);
   }
-  const urlProblem = checkWellKnownUrl(raw.wellKnownUrl, options);
+  for (const field of requiredFields) {
+    if (raw[field] === undefined) problems.push(`${at(field)}: is required`);
+  }
+  const urlProblem = raw.wellKnownUrl === undefined ? undefined : checkWellKnownUrl(raw.wellKnownUrl, options);
   if (urlProblem) problems.push(`${at('wellKnownUrl')}: ${urlProblem}`);
 
-  if (typeof raw.secretName !== 'string' || !secretNamePattern.test(raw.secretName)) {
+  const secretName = raw.secretName;
+  if (secretName !== undefined && (typeof secretName !== 'string' || !secretNamePattern.test(secretName))) {
     problems.push(`${at('secretName')}: must be a Secrets Manager secret name or ARN`);
+  } else if (typeof secretName === 'string' && secretName.startsWith('arn:')) {
+    const nameInArn = secretName.split(':').slice(6).join(':');
+    if (!secretArnSuffixPattern.test(nameInArn)) {
+      problems.push(
+        `${at('secretName')}: the ARN ${secretName} lacks the six-character suffix Secrets Manager appends to ` +
+          `the name (…:secret:${nameInArn}-AbCdEf). IAM would compare the ARN as written and never match the ` +
+          "real one, so the function could not read the secret: use the secret's full ARN, or its name",
+      );
+    }
   }
 
   const scopes = raw.scopes;
-  if (!Array.isArray(scopes) || scopes.length === 0) {
+  if (scopes !== undefined && (!Array.isArray(scopes) || scopes.length === 0)) {
     problems.push(`${at('scopes')}: must be a non-empty array of scope strings`);
-  } else {
+  } else if (Array.isArray(scopes)) {
     scopes.forEach((scope, index) => {
       if (typeof scope !== 'string' || !isScopeToken(scope)) {
         problems.push(`${at(`scopes[${index}]`)}: must be an OAuth scope token (printable ASCII, no spaces)`);
@@ -185,11 +296,13 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     }
   }
 
-  if (
-    raw.defaultExpiresIn !== undefined &&
-    (typeof raw.defaultExpiresIn !== 'number' || !Number.isInteger(raw.defaultExpiresIn) || raw.defaultExpiresIn <= 0)
-  ) {
-    problems.push(`${at('defaultExpiresIn')}: must be a positive whole number of seconds`);
+  if (raw.defaultExpiresIn !== undefined) {
+    const problem = wholeNumberProblem(raw.defaultExpiresIn, {
+      minimum: 1,
+      maximum: maxLifetimeSeconds,
+      unit: 'seconds',
+    });
+    if (problem !== undefined) problems.push(`${at('defaultExpiresIn')}: ${problem} (31 days)`);
   }
 
   if (raw.authMethod !== undefined && !authMethods.includes(raw.authMethod as AuthMethod)) {
@@ -214,20 +327,51 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
   }
 }
 
+const defaultRegistryPath = 'tokenBroker.clients';
+
 /**
- * Validates the client registry. Used by `cdk synth` and by the Lambda's cold start, so a bad
- * registry fails early in both places with every problem named by client and field.
+ * Every problem of a registry, each named by client and field under `options.at`: the one check that
+ * `cdk synth`, the construct, the local server and the function's cold start all run.
  */
-export function parseClientRegistry(raw: unknown, options: ConfigOptions = {}): ClientRegistry {
-  if (!isRecord(raw)) throw new ConfigError('tokenBroker.clients: must be an object keyed by client name');
+export function clientRegistryProblems(raw: unknown, options: ConfigOptions = {}): string[] {
+  const at = options.at ?? defaultRegistryPath;
+  if (raw === undefined) return [`${at}: is required`];
+  if (!isRecord(raw)) return [`${at}: must be an object keyed by client name`];
   const problems: string[] = [];
   const names = Object.keys(raw);
-  if (names.length === 0) problems.push('tokenBroker.clients: declares no client');
+  if (names.length === 0) problems.push(`${at}: declares no client`);
   for (const name of names) checkClient(name, raw[name], options, problems);
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
-
-  const registry: Record<string, ClientConfig> = Object.create(null);
+  // One secret holds one OAuth client's credentials. A name and an ARN of the same secret need the stack's
+  // account and region to be told apart; the construct checks those.
+  const clientBySecret = new Map<string, string>();
   for (const name of names) {
+    const secretName = (raw[name] as { secretName?: unknown } | undefined)?.secretName;
+    if (typeof secretName !== 'string') continue;
+    const identity = secretName.startsWith('arn:') ? secretIdentityOfArn(secretName) : `name:${secretName}`;
+    const first = clientBySecret.get(identity);
+    if (first === undefined) clientBySecret.set(identity, name);
+    else problems.push(sharedSecretProblem(`${at}.${name}.secretName`, `${at}.${first}.secretName`));
+  }
+  return problems;
+}
+
+/** A secret ARN without its suffix: `<region>:<account>:<name>`, what a secret name resolves to in one place. */
+export function secretIdentityOfArn(arn: string): string {
+  const [, , , region, account, , ...rest] = arn.split(':');
+  return `${region}:${account}:${rest.join(':').replace(secretArnSuffixPattern, '')}`;
+}
+
+export function sharedSecretProblem(at: string, firstAt: string): string {
+  return (
+    `${at}: the same secret as ${firstAt}. A secret holds one OAuth client: declare that client once with ` +
+    'all its scopes, or give each its own secret'
+  );
+}
+
+/** The registry as the broker reads it, once its problems are known to be none. */
+export function registryOf(raw: Record<string, unknown>): ClientRegistry {
+  const registry: Record<string, ClientConfig> = Object.create(null);
+  for (const name of Object.keys(raw)) {
     const client = raw[name] as ClientConfig;
     registry[name] = {
       wellKnownUrl: client.wellKnownUrl,
@@ -245,11 +389,29 @@ export function parseClientRegistry(raw: unknown, options: ConfigOptions = {}): 
   return Object.freeze(registry);
 }
 
-/** Reads the registry the stack hands to the function as JSON in an environment variable. */
+/**
+ * Validates a registry on its own (TOKEN_BROKER_CLIENTS, the bundled clients.json, the construct's `clients`):
+ * every problem at once, including ARNs of more than one partition.
+ */
+export function parseClientRegistry(raw: unknown, options: ConfigOptions = {}): ClientRegistry {
+  const problems = clientRegistryProblems(raw, options);
+  if (problems.length === 0) {
+    const registry = registryOf(raw as Record<string, unknown>);
+    problems.push(...partitionProblems(arnsOfRegistry(registry, options.at ?? defaultRegistryPath)));
+    if (problems.length === 0) return registry;
+  }
+  throw configErrorOf(problems, options.source);
+}
+
+/**
+ * Reads a registry from JSON text (an environment variable or a file), whose name `variable` is: it is the
+ * source of the error, and the path every problem is named under. A key the JSON repeats is a problem too:
+ * JSON.parse would silently keep the last.
+ */
 export function parseClientRegistryJson(
   json: string | undefined,
   variable: string,
-  options?: ConfigOptions,
+  options: ConfigOptions = {},
 ): ClientRegistry {
   if (json === undefined || json === '') throw new ConfigError(`${variable} is not set`);
   let raw: unknown;
@@ -258,5 +420,43 @@ export function parseClientRegistryJson(
   } catch {
     throw new ConfigError(`${variable} is not valid JSON`);
   }
-  return parseClientRegistry(raw, options);
+  const at = options.at ?? variable;
+  const repeated = repeatedKeyProblems(json, [], at);
+  try {
+    const registry = parseClientRegistry(raw, { ...options, at, source: options.source ?? variable });
+    if (repeated.length === 0) return registry;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw configErrorOf([...repeated, ...error.problems], options.source ?? variable);
+  }
+  throw configErrorOf(repeated, options.source ?? variable);
+}
+
+/**
+ * The keys that an object inside the JSON text at `path` (keys from the document's root) declares more than
+ * once, each named as `at` followed by its path below `path`. Only valid JSON is given here.
+ */
+export function repeatedKeyProblems(json: string, path: readonly string[], at: string): string[] {
+  const problems: string[] = [];
+  const seen: Set<string>[] = [];
+  visit(json, {
+    onObjectBegin: () => {
+      seen.push(new Set());
+    },
+    onObjectEnd: () => {
+      seen.pop();
+    },
+    onObjectProperty: (property, _offset, _length, _line, _character, pathSupplier) => {
+      const keys = seen.at(-1);
+      if (keys === undefined) return;
+      const full = [...pathSupplier(), property];
+      if (keys.has(property) && full.length >= path.length && path.every((key, index) => full[index] === key)) {
+        const below = full.slice(path.length).map((key) => (typeof key === 'number' ? `[${key}]` : `.${key}`));
+        const where = `${at}${below.join('')}`;
+        problems.push(`${where}: is declared more than once; JSON keeps only the last, so remove the others`);
+      }
+      keys.add(property);
+    },
+  });
+  return problems;
 }

@@ -19,7 +19,15 @@ import {
   defaultUpstreamBudgetMs,
   TokenBroker,
 } from '../core/broker.js';
-import { type ClientRegistry, ConfigError, type ConfigOptions, parseClientRegistryJson } from '../core/config.js';
+import {
+  type ClientRegistry,
+  ConfigError,
+  type ConfigOptions,
+  configErrorOf,
+  parseClientRegistryJson,
+  runtimeSettingBounds,
+  wholeNumberProblem,
+} from '../core/config.js';
 import { checkHostPatterns } from '../core/endpoint-hosts.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SealingKeySource, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
@@ -46,26 +54,27 @@ export interface BrokerWiring {
  */
 export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: BrokerWiring): TokenBroker {
   const allowLoopbackHttp = wiring.allowLoopbackHttp === true;
-  const clients = readClientRegistry(env, { allowLoopbackHttp });
+  // Every problem of the environment in one error, each naming its variable.
+  const problems: string[] = [];
+  const clients = readClientRegistry(env, { allowLoopbackHttp }, problems);
   const tableName = env[environmentVariables.tableName];
-  if (!tableName) throw new ConfigError(`${environmentVariables.tableName} is not set`);
-  const refreshWindowSeconds = wholeNumber(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, 0);
-  const refreshAheadMaxSeconds = wholeNumber(env, 'refreshAheadMaxSeconds', defaultRefreshAheadMaxSeconds, 0);
-  const budgetMs = wholeNumber(env, 'upstreamBudgetMs', defaultUpstreamBudgetMs, 1);
+  if (!tableName) problems.push(`${environmentVariables.tableName} is not set`);
+  const refreshWindowSeconds = boundedSetting(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, problems);
+  const refreshAheadMaxSeconds = boundedSetting(env, 'refreshAheadMaxSeconds', defaultRefreshAheadMaxSeconds, problems);
+  const budgetMs = boundedSetting(env, 'upstreamBudgetMs', defaultUpstreamBudgetMs, problems);
   // A waiter may wait out a lease and then spend the whole budget itself: both must fit the function's timeout.
   const timeBudgetProblem = checkTimeBudget({ upstreamBudgetMs: budgetMs });
-  if (timeBudgetProblem !== undefined) {
-    throw new ConfigError(`${environmentVariables.upstreamBudgetMs}: ${timeBudgetProblem}`);
+  if (timeBudgetProblem !== undefined) problems.push(`${environmentVariables.upstreamBudgetMs}: ${timeBudgetProblem}`);
+  const secretMaxAgeMs = boundedSetting(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, problems) * 1000;
+  const approvedTokenEndpointHosts = readTokenEndpointHosts(env, problems);
+  const sealingSecretArn = env[environmentVariables.sealingSecretArn];
+  if (wiring.sealingKeys === undefined && !sealingSecretArn) {
+    problems.push(`${environmentVariables.sealingSecretArn} is not set`);
   }
-  const secretMaxAgeMs = wholeNumber(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, 0) * 1000;
-  const approvedTokenEndpointHosts = readTokenEndpointHosts(env);
+  if (problems.length > 0 || clients === undefined || !tableName) throw configErrorOf(problems, 'the environment');
   const clock = wiring.clock ?? systemClock;
   const tracer = wiring.tracer;
   const captured = <T>(client: T): T => (tracer === undefined ? client : tracer.captureAWSv3Client(client));
-  const sealingSecretArn = env[environmentVariables.sealingSecretArn];
-  if (wiring.sealingKeys === undefined && !sealingSecretArn) {
-    throw new ConfigError(`${environmentVariables.sealingSecretArn} is not set`);
-  }
   // One client for the client secrets and the sealing key, and none when both are replaced.
   let secretsManagerClient: SecretsManagerClient | undefined;
   const secretsManager = () => (secretsManagerClient ??= captured(new SecretsManagerClient({})));
@@ -103,58 +112,68 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
 
 /**
  * The registry from TOKEN_BROKER_CLIENTS_FILE when set (the deployed function: clients.json in its bundle), else
- * from TOKEN_BROKER_CLIENTS (the local dev server and the tests). Read once, at cold start.
+ * from TOKEN_BROKER_CLIENTS (the local dev server and the tests). Read once, at cold start; its problems are named
+ * under the variable or file they were read from.
  */
-function readClientRegistry(env: NodeJS.ProcessEnv, options: ConfigOptions): ClientRegistry {
+function readClientRegistry(
+  env: NodeJS.ProcessEnv,
+  options: ConfigOptions,
+  problems: string[],
+): ClientRegistry | undefined {
   const file = env[environmentVariables.clientsFile];
-  if (file === undefined || file === '') {
-    return parseClientRegistryJson(env[environmentVariables.clients], environmentVariables.clients, options);
-  }
-  const path = resolve(env.LAMBDA_TASK_ROOT || process.cwd(), file);
-  const source = `${environmentVariables.clientsFile} (${path})`;
-  let json: string;
-  try {
-    json = readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
-    throw new ConfigError(`${source} cannot be read: ${code}`);
-  }
-  if (json.trim() === '') throw new ConfigError(`${source} is empty`);
-  try {
-    return parseClientRegistryJson(json, source, options);
-  } catch (error) {
-    // The registry's own problems name client and field; say which file they are in.
-    if (error instanceof ConfigError && !error.message.startsWith(source)) {
-      throw new ConfigError(`${source}: ${error.message}`);
+  const fromFile = file !== undefined && file !== '';
+  let source: string = environmentVariables.clients;
+  let json = env[environmentVariables.clients];
+  if (fromFile) {
+    const path = resolve(env.LAMBDA_TASK_ROOT || process.cwd(), file);
+    source = `${environmentVariables.clientsFile} (${path})`;
+    try {
+      json = readFileSync(path, 'utf8');
+    } catch (error) {
+      problems.push(`${source} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`);
+      return undefined;
     }
-    throw error;
+    if (json.trim() === '') {
+      problems.push(`${source} is empty`);
+      return undefined;
+    }
+  }
+  try {
+    // The bundled file is cdk.json's registry as synth wrote it: its problems are named as in cdk.json.
+    return parseClientRegistryJson(json, source, fromFile ? { ...options, at: 'tokenBroker.clients' } : options);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const named = (problem: string) => (fromFile && !problem.startsWith(source) ? `${source}: ${problem}` : problem);
+    problems.push(...error.problems.map(named));
+    return undefined;
   }
 }
 
 /** TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS: host patterns, comma-separated; unset or empty, none. */
-function readTokenEndpointHosts(env: NodeJS.ProcessEnv): string[] {
+function readTokenEndpointHosts(env: NodeJS.ProcessEnv, problems: string[]): string[] {
   const variable = environmentVariables.tokenEndpointHosts;
   const value = env[variable];
   if (value === undefined || value === '') return [];
   const hosts = value.split(',');
-  const problems: string[] = [];
+  const before = problems.length;
   checkHostPatterns(hosts, variable, problems);
-  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
-  return hosts;
+  return problems.length === before ? hosts : [];
 }
 
-function wholeNumber(
+/** A runtime setting from its variable, within the bounds every other path checks it against too. */
+function boundedSetting(
   env: NodeJS.ProcessEnv,
-  setting: keyof typeof environmentVariables,
+  setting: keyof typeof runtimeSettingBounds,
   fallback: number,
-  minimum: number,
+  problems: string[],
 ): number {
   const variable = environmentVariables[setting];
   const value = env[variable];
   if (value === undefined || value === '') return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < minimum) {
-    throw new ConfigError(`${variable} must be a whole number of at least ${minimum}`);
-  }
-  return number;
+  // Number('') is 0 and Number(' 1 ') is 1: only the digits themselves are a whole number here.
+  const number = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
+  const problem = wholeNumberProblem(number, runtimeSettingBounds[setting]);
+  if (problem === undefined) return number;
+  problems.push(`${variable}: ${problem}, got ${JSON.stringify(value)}`);
+  return fallback;
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { userInfo } from 'node:os';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -21,11 +21,12 @@ import {
 } from './caller-auth.js';
 import { createTokenTable, startDynalite } from './dynalite.js';
 import {
+  applyRuntimeSettings,
   credentialsDocument,
   demoClientName,
-  deploymentRegistry,
   embeddedClients,
   embeddedRegistry,
+  localDeployment,
   localSecretName,
 } from './embedded-clients.js';
 import {
@@ -94,7 +95,9 @@ interface EmbeddedParts {
 }
 
 async function embeddedDefaults(): Promise<EmbeddedParts> {
-  const clients = embeddedClients(deploymentRegistry(process.env[environmentVariables.clients], cdkJsonUrl));
+  const deployment = localDeployment(process.env, cdkJsonUrl);
+  applyRuntimeSettings(process.env, deployment);
+  const clients = embeddedClients({ ...deployment.clients });
   const dynamo = await startDynalite();
   await createTokenTable(dynamo.endpoint, 'token-broker-local');
   const oidc = await startOidcServer({ clients: clients.map((client) => client.provider) });
@@ -125,16 +128,9 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
  * TOKEN_BROKER_TABLE, the sealing key from the secret TOKEN_BROKER_SEALING_SECRET_ARN names (both stack outputs).
  */
 function awsDefaults(): void {
-  const settings = JSON.parse(readFileSync(cdkJsonUrl, 'utf8')).context.tokenBroker;
-  if (!process.env[environmentVariables.clients]) {
-    process.env[environmentVariables.clients] = JSON.stringify(settings.clients);
-  }
-  if (
-    process.env[environmentVariables.tokenEndpointHosts] === undefined &&
-    Array.isArray(settings.tokenEndpointHosts)
-  ) {
-    process.env[environmentVariables.tokenEndpointHosts] = settings.tokenEndpointHosts.join(',');
-  }
+  const deployment = localDeployment(process.env, cdkJsonUrl);
+  process.env[environmentVariables.clients] ||= JSON.stringify(deployment.clients);
+  applyRuntimeSettings(process.env, deployment);
 }
 
 class BodyTooLarge extends Error {}

@@ -5,8 +5,10 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type ClientConfig, ConfigError, parseClientRegistry, parseClientRegistryJson } from '../core/config.js';
+import { type ClientConfig, ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { ClientCredentials } from '../core/ports.js';
+import { contextKey, parseTokenBrokerSettings, type TokenBrokerSettings } from '../core/settings.js';
+import { environmentVariables } from '../entry/environment.js';
 import type { LocalOidcClient } from './oidc-server.js';
 
 /** The quick start's client; the registry's own `demo`, if it declares one, takes its place. */
@@ -27,21 +29,48 @@ export interface EmbeddedClient {
 }
 
 /**
- * The registry the deployment would run: TOKEN_BROKER_CLIENTS when set, else cdk.json's
- * `context.tokenBroker.clients`. Throws ConfigError naming every problem, as `cdk synth` would.
+ * The deployment the local server runs: cdk.json's `context.tokenBroker`, checked by the parser `cdk synth` and
+ * the construct use (a key cdk.json repeats included), with the clients of TOKEN_BROKER_CLIENTS in cdk.json's
+ * place when that is set. Throws one ConfigError naming every problem and where it was read.
  */
-export function deploymentRegistry(clientsJson: string | undefined, cdkJsonUrl: URL): Record<string, ClientConfig> {
-  if (clientsJson !== undefined && clientsJson !== '') {
-    return { ...parseClientRegistryJson(clientsJson, 'TOKEN_BROKER_CLIENTS') };
-  }
+export function localDeployment(env: NodeJS.ProcessEnv, cdkJsonUrl: URL): TokenBrokerSettings {
+  let text: string;
   let cdkJson: unknown;
   try {
-    cdkJson = JSON.parse(readFileSync(cdkJsonUrl, 'utf8'));
+    text = readFileSync(cdkJsonUrl, 'utf8');
+    cdkJson = JSON.parse(text);
   } catch {
     throw new ConfigError(`cannot read ${cdkJsonUrl.pathname} as JSON`);
   }
-  const context = (cdkJson as { context?: { tokenBroker?: { clients?: unknown } } } | null)?.context;
-  return { ...parseClientRegistry(context?.tokenBroker?.clients) };
+  const raw = (cdkJson as { context?: Record<string, unknown> } | null)?.context?.[contextKey];
+  const cdkJsonText = { json: text, path: ['context', contextKey] };
+  const clientsJson = env[environmentVariables.clients];
+  if (clientsJson === undefined || clientsJson === '') {
+    return parseTokenBrokerSettings(raw, { source: 'cdk.json', text: cdkJsonText });
+  }
+  const clients = parseClientRegistryJson(clientsJson, environmentVariables.clients);
+  // cdk.json's own clients, and the upgrade setting that names some of them, are not what runs here.
+  const { clients: _replaced, legacyRootAliases: _legacy, ...settings } = (raw ?? {}) as Record<string, unknown>;
+  return parseTokenBrokerSettings(settings, { source: 'cdk.json', text: cdkJsonText, clients });
+}
+
+/**
+ * The runtime settings of the deployment, set as the stack sets them in the function's environment; a variable
+ * set already (to try another value) wins.
+ */
+export function applyRuntimeSettings(env: NodeJS.ProcessEnv, settings: TokenBrokerSettings): void {
+  for (const setting of [
+    'refreshWindowSeconds',
+    'upstreamBudgetMs',
+    'refreshAheadMaxSeconds',
+    'secretMaxAgeSeconds',
+  ] as const) {
+    const value = settings[setting];
+    if (value !== undefined) env[environmentVariables[setting]] ??= String(value);
+  }
+  if (settings.tokenEndpointHosts !== undefined) {
+    env[environmentVariables.tokenEndpointHosts] ??= settings.tokenEndpointHosts.join(',');
+  }
 }
 
 /** Every client of the registry (plus `demo`) with fresh credentials: a secret, or a key pair for private_key_jwt. */

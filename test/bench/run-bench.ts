@@ -228,9 +228,21 @@ async function main(): Promise<number> {
       long: await oidcServer(600),
     };
 
+    // The bench client's credentials under one secret per registry client, as the registry requires.
+    let entries = 0;
+    const secretOfEntry = () => {
+      const name = entries++ === 0 ? credentials.secretName : `${credentials.secretName}-${entries}`;
+      if (entries > 1) {
+        secretsManager.putSecret(
+          name,
+          JSON.stringify({ client_id: credentials.clientId, client_secret: credentials.clientSecret }),
+        );
+      }
+      return name;
+    };
     const entry = (server: LocalOidcServer, scopes: string[], defaultScope?: string): RegistryEntry => ({
       wellKnownUrl: server.wellKnownUrl,
-      secretName: credentials.secretName,
+      secretName: secretOfEntry(),
       scopes,
       ...(defaultScope === undefined ? {} : { defaultScope }),
       authMethod: 'client_secret_post',

@@ -180,7 +180,7 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
   });
 
   it('reuses the last secret it read while Secrets Manager is down', async () => {
-    await fetchOk('burst');
+    await fetchOk('bwell');
     // Past the bound on how long a secret is kept, a new key needs the secret again.
     harness.clock.advance(6 * 60_000);
     harness.secretsManager.failNext(10, 'InternalServiceError');

@@ -29,7 +29,7 @@ describe('cold start', () => {
     });
     assert.notEqual(result.status, 0);
     assert.match(result.stderr, /ConfigError/);
-    assert.match(result.stderr, /tokenBroker\.clients\.bwell\.wellKnownUrl: must be an https URL/);
+    assert.match(result.stderr, /TOKEN_BROKER_CLIENTS\.bwell\.wellKnownUrl: must be an https URL/);
   });
 
   it('fails naming the variable when the table is not configured', () => {

@@ -486,7 +486,11 @@ describe('npm start: startup problems', () => {
       TOKEN_BROKER_CLIENTS: JSON.stringify({ broken: { wellKnownUrl: 'http://idp.example.com/x', scopes: [] } }),
     });
     assert.notEqual(run.code, 0);
-    assert.match(run.stderr, /tokenBroker\.clients\.broken\.wellKnownUrl: must be an https URL/);
+    // The registry came from TOKEN_BROKER_CLIENTS: that is where the problems are, every one of them.
+    assert.match(run.stderr, /TOKEN_BROKER_CLIENTS\.broken\.wellKnownUrl: must be an https URL/);
+    assert.match(run.stderr, /TOKEN_BROKER_CLIENTS\.broken\.secretName: is required/);
+    assert.match(run.stderr, /TOKEN_BROKER_CLIENTS\.broken\.scopes: must be a non-empty array/);
+    assert.doesNotMatch(run.stderr, /tokenBroker\.clients/);
     assert.doesNotMatch(run.stderr, /listening on/);
     assert.doesNotMatch(run.stderr, /^\s+at /m);
   });

@@ -79,9 +79,10 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
     sealingKey = sealing.key;
     Object.assign(process.env, sealing.env);
     process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
-    const client = (extra: Record<string, unknown> = {}) => ({
+    // One secret name per client, as the registry requires; the fixed secret source answers every name alike.
+    const client = (name: string, extra: Record<string, unknown> = {}) => ({
       wellKnownUrl: idp.wellKnownUrl,
-      secretName: 'token-broker/stampede',
+      secretName: `token-broker/${name}`,
       scopes: [readScope, writeScope],
       defaultScope: readScope,
       authMethod: 'client_secret_post',
@@ -94,12 +95,12 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
     // The default upstream budget (5 s) and with it the default lease (7 s).
     delete process.env[environmentVariables.upstreamBudgetMs];
     process.env[environmentVariables.clients] = JSON.stringify({
-      'fails-fast': client(),
-      slow: client(),
-      overreach: client({ defaultScope: undefined }),
-      revoked: client(),
-      raced: client(),
-      marked: client(),
+      'fails-fast': client('fails-fast'),
+      slow: client('slow'),
+      overreach: client('overreach', { defaultScope: undefined }),
+      revoked: client('revoked'),
+      raced: client('raced'),
+      marked: client('marked'),
     });
   });
   after(async () => {

@@ -52,14 +52,14 @@ describe('the tokenBroker context', () => {
     assert.match(message, /tokenBroker\.allowedAccounts\[1\]: must be a 12-digit AWS account id/);
     assert.match(message, /tokenBroker\.allowedOrgId: must be an AWS Organizations id/);
     assert.match(message, /tokenBroker\.vpcEndpointIds\[0\]: must be a VPC endpoint id/);
-    assert.match(message, /tokenBroker\.refreshWindowSeconds: must be a non-negative whole number/);
+    assert.match(message, /tokenBroker\.refreshWindowSeconds: must be a whole number of seconds from 1 to 2678400/);
     assert.match(message, /tokenBroker\.clients\.bwell\.secretName: must be a Secrets Manager secret name or ARN/);
     assert.match(message, /tokenBroker\.clients\.Bad_Name: client name must match/);
     assert.equal(message.split('\n')[0], 'invalid token broker configuration:');
   });
 
   it('rejects a missing context, empty lists and repeated entries', () => {
-    assert.match(problemsOf(undefined), /tokenBroker: missing/);
+    assert.match(problemsOf(undefined), /tokenBroker: is required/);
     assert.match(problemsOf('{not json'), /tokenBroker: is not valid JSON/);
     assert.match(
       problemsOf({ ...shipped, allowedAccounts: [] }),
@@ -69,7 +69,8 @@ describe('the tokenBroker context', () => {
       problemsOf({ ...shipped, vpcEndpointIds: ['vpce-0123456789abcdef0', 'vpce-0123456789abcdef0'] }),
       /tokenBroker\.vpcEndpointIds: must not repeat an entry/,
     );
-    assert.match(problemsOf({}), /tokenBroker\.clients: must be an object keyed by client name/);
+    assert.match(problemsOf({}), /tokenBroker\.clients: is required/);
+    assert.match(problemsOf({ clients: [] }), /tokenBroker\.clients: must be an object keyed by client name/);
   });
 });
 

@@ -59,9 +59,9 @@ describe('deployment settings in the tokenBroker context', () => {
       /tokenBroker\.throttle\.rateLimit: must be a positive number/,
       /tokenBroker\.throttle\.burstLimit: must be a whole number of at least 1/,
       /tokenBroker\.throttle\.colour: unknown field/,
-      /tokenBroker\.upstreamBudgetMs: must be a whole number of at least 1/,
-      /tokenBroker\.refreshAheadMaxSeconds: must be a whole number of at least 0/,
-      /tokenBroker\.secretMaxAgeSeconds: must be a whole number of at least 0/,
+      /tokenBroker\.upstreamBudgetMs: must be a whole number of milliseconds from 1 to 60000/,
+      /tokenBroker\.refreshAheadMaxSeconds: must be a whole number of seconds from 0 to 2678400/,
+      /tokenBroker\.secretMaxAgeSeconds: must be a whole number of seconds from 0 to 2678400/,
     ]) {
       assert.match(message, expected);
     }

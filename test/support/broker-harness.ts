@@ -74,10 +74,11 @@ export async function startBrokerHarness() {
   const secretsManager = await startSecretsManagerStandIn();
   const revokedSecret = secret();
   const sealing = storeSealingKey(secretsManager);
-  secretsManager.putSecret(
-    'token-broker/bwell',
-    JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret }),
-  );
+  // One secret per client, as the registry requires; these clients are one client at the provider.
+  const bwellSecret = JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret });
+  for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage']) {
+    secretsManager.putSecret(`token-broker/${name}`, bwellSecret);
+  }
   secretsManager.putSecret(
     'token-broker/basic',
     JSON.stringify({ client_id: basic.clientId, client_secret: basic.clientSecret }),
@@ -112,7 +113,7 @@ export async function startBrokerHarness() {
     // No authMethod: taken from discovery, which lists client_secret_post, registered so at the provider.
     discovered: {
       wellKnownUrl: oidc.wellKnownUrl,
-      secretName: 'token-broker/bwell',
+      secretName: 'token-broker/discovered',
       scopes: ['system/*.read', 'system/*.write'],
     },
     revoked: {
@@ -122,7 +123,7 @@ export async function startBrokerHarness() {
       defaultScope: 'system/*.read',
     },
     missing: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/missing', scopes: read },
-    stalled: { wellKnownUrl: stalling.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+    stalled: { wellKnownUrl: stalling.wellKnownUrl, secretName: 'token-broker/stalled', scopes: read },
     // SMART Backend Services: a signed JWT (RS384, ES384) instead of a shared secret.
     'smart-rsa': {
       wellKnownUrl: oidc.wellKnownUrl,
@@ -137,8 +138,8 @@ export async function startBrokerHarness() {
       authMethod: 'private_key_jwt',
     },
     // Keys of their own, so that tests counting upstream calls start cold.
-    burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
-    outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/bwell', scopes: read },
+    burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/burst', scopes: read },
+    outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/outage', scopes: read },
   };
 
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
@@ -203,9 +204,12 @@ export async function startBrokerHarness() {
       work: (http: (client: string, options?: HttpOptions) => Promise<HttpAnswer>) => Promise<T>,
     ): Promise<T> {
       const registry = process.env[environmentVariables.clients] as string;
+      // The bwell credentials again, under a secret of the extra client's own, as the registry requires.
+      const own = client.secretName === 'token-broker/bwell' ? { secretName: `token-broker/${name}` } : {};
+      if (own.secretName !== undefined) secretsManager.putSecret(own.secretName, bwellSecret);
       process.env[environmentVariables.clients] = JSON.stringify({
         ...JSON.parse(registry),
-        [name]: { wellKnownUrl: oidc.wellKnownUrl, ...client },
+        [name]: { wellKnownUrl: oidc.wellKnownUrl, ...client, ...own },
       });
       try {
         const extended = newContainer();

@@ -97,7 +97,10 @@ export async function startFaultsHarness() {
   for (let i = 1; i <= coldClientCount; i++) {
     const name = `cold-${String(i).padStart(2, '0')}`;
     coldNames.push(name);
-    clients[name] = client('faults/main');
+    // The main client's credentials under a secret of its own, as the registry requires.
+    const mainClient = provider.find((entry) => entry.clientId === 'faults-main');
+    if (mainClient !== undefined) secretsManager.putSecret(`faults/${name}`, secretJson(mainClient));
+    clients[name] = client(`faults/${name}`);
   }
 
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;

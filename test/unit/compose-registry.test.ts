@@ -104,7 +104,7 @@ describe('the composition root reads the approved token endpoint hosts from TOKE
     ] as const) {
       assert.throws(
         () => compose(hosts),
-        (error: unknown) => error instanceof ConfigError && problem.test(error.message),
+        (error: unknown) => error instanceof ConfigError && error.problems.some((line) => problem.test(line)),
         hosts,
       );
     }

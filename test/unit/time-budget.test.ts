@@ -51,8 +51,10 @@ describe('the time budget of one request', () => {
       () => createBrokerFromEnvironment(environment('8000'), { logger }),
       (error: unknown) =>
         error instanceof ConfigError &&
-        error.message.startsWith(`${environmentVariables.upstreamBudgetMs}: `) &&
-        /function timeout/.test(error.message),
+        error.problems.some(
+          (problem) =>
+            problem.startsWith(`${environmentVariables.upstreamBudgetMs}: `) && /function timeout/.test(problem),
+        ),
     );
   });
 });
