@@ -43,7 +43,12 @@ import {
   secretIdentityOfArn,
   sharedSecretProblem,
 } from '../lambdas/core/config.js';
-import { readTokenBrokerSettings, unadmittedPrincipals } from '../lambdas/core/settings.js';
+import {
+  readTokenBrokerSettings,
+  type SettingName,
+  settingNames,
+  unadmittedPrincipals,
+} from '../lambdas/core/settings.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
 import { InvokeAuditTrail } from './audit-trail.js';
@@ -634,7 +639,7 @@ export class TokenBroker extends Construct {
         );
       }
     });
-    if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+    if (problems.length > 0) throw configErrorOf(problems);
     const everyRoute = this.api.arnForExecuteApi('DELETE', tokenPath('*'), this.stageName);
     const everyAdminAlias = `${this.fn.functionArn}:${adminAliasOf('*')}`;
     for (const { arn, kind } of admins) {
@@ -1122,30 +1127,23 @@ function checkGranteePolicySizes(sizes: readonly GranteePolicySize[]): void {
       );
     }
   }
-  if (problems.length > 0) throw new ConfigError(`invalid token broker configuration:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0) throw configErrorOf(problems);
 }
 
 /** The construct's props in the shape of cdk.json's `tokenBroker` settings, for the parser they share. */
 function settingsOfProps(props: TokenBrokerProps): Record<string, unknown> {
   const settings: Record<string, unknown> = { clients: props.clients };
-  for (const field of [
-    'allowedAccounts',
-    'allowedOrgId',
-    'vpcEndpointIds',
-    'refreshWindowSeconds',
-    'throttle',
-    'upstreamBudgetMs',
-    'refreshAheadMaxSeconds',
-    'secretMaxAgeSeconds',
-    'adminPrincipals',
-    'auditTrail',
-    'legacyRootAliases',
-    'tokenEndpointHosts',
-  ] as const) {
+  for (const field of settingNames.filter(namedAlikeInProps)) {
     if (props[field] !== undefined) settings[field] = props[field];
   }
   if (props.stageName !== undefined) settings.stage = props.stageName;
   return settings;
+}
+
+/** The settings a prop of the same name carries: not the clients, nor those the stack or the props spell apart. */
+type NamedAlikeInProps = Exclude<SettingName, 'clients' | 'stage' | 'stackName' | 'alarmTopicArn'>;
+function namedAlikeInProps(name: SettingName): name is NamedAlikeInProps {
+  return name !== 'clients' && name !== 'stage' && name !== 'stackName' && name !== 'alarmTopicArn';
 }
 
 /**

@@ -65,7 +65,8 @@ export interface TokenBrokerSettings {
   tokenEndpointHosts?: string[];
 }
 
-const knownFields = new Set([
+/** Every field `tokenBroker` may have, in the order its problems are reported. */
+export const settingNames = [
   'clients',
   'allowedAccounts',
   'allowedOrgId',
@@ -82,7 +83,9 @@ const knownFields = new Set([
   'auditTrail',
   'legacyRootAliases',
   'tokenEndpointHosts',
-]);
+] as const;
+export type SettingName = (typeof settingNames)[number];
+const knownFields = new Set<string>(settingNames);
 export const accountIdPattern = /^\d{12}$/;
 export const orgIdPattern = /^o-[a-z0-9]{10,32}$/;
 export const vpcEndpointIdPattern = /^vpce-[0-9a-f]{8,17}$/;
