@@ -80,6 +80,8 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     const oauthClient: oauth.Client = { client_id: credentials.clientId };
     const parameters = new URLSearchParams();
     if (request.scope !== '') parameters.set('scope', request.scope);
+    if (request.audience !== undefined) parameters.set('audience', request.audience);
+    if (request.resource !== undefined) parameters.set('resource', request.resource);
 
     let raw: unknown;
     try {

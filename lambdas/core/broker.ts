@@ -24,6 +24,7 @@ import type {
 import { noMetrics, silentLogger, systemClock } from './ports.js';
 import { normalizeScope, resolveScope, scopesOutside } from './scope.js';
 import { deriveSealingKey, type SealingKey, seal, sealFormat, secretMaterialOf, unseal } from './sealing.js';
+import { cacheKeyOf, resolveParameters, type TokenParameters } from './token-parameters.js';
 
 export const defaultRefreshWindowSeconds = 60;
 export const defaultRefreshAheadFraction = 0.2;
@@ -108,6 +109,10 @@ export interface GetTokenRequest {
   client: string;
   /** Space-delimited; absent means the client's default scope. */
   scope?: string;
+  /** One of the client's `audiences`; absent means its `defaultAudience`, if any. */
+  audience?: string;
+  /** One of the client's `resources`; absent means its `defaultResource`, if any. */
+  resource?: string;
 }
 
 /** Exactly what callers receive: nothing else of the upstream answer is passed on. */
@@ -130,6 +135,8 @@ export interface TokenResult {
   cache: CacheOutcome;
   /** The normalized scope set that was requested (the cache key's scope part). */
   requestedScope: string;
+  /** The audience and resource sent with it (the key's other parts), for the audit line. */
+  parameters: TokenParameters;
   /** How long the token endpoint took, when this answer waited for it. */
   upstreamMs?: number;
 }
@@ -150,6 +157,8 @@ interface Target {
   clientName: string;
   client: ClientConfig;
   scopes: string[];
+  /** The parameters sent beside the scope, part of the key. */
+  parameters: TokenParameters;
   key: string;
 }
 
@@ -180,9 +189,7 @@ export function renewalLeadMs(
   );
 }
 
-export function cacheKeyOf(clientName: string, scopes: readonly string[]): string {
-  return `${clientName}#${scopes.join(' ')}`;
-}
+export { cacheKeyOf } from './token-parameters.js';
 
 export class TokenBroker {
   readonly refreshWindowSeconds: number;
@@ -240,7 +247,9 @@ export class TokenBroker {
   async getToken(request: GetTokenRequest): Promise<TokenResult> {
     const client = this.clientNamed(request.client);
     const scopes = resolveScope(request.client, client, request.scope);
-    const target: Target = { clientName: request.client, client, scopes, key: cacheKeyOf(request.client, scopes) };
+    const parameters = resolveParameters(request.client, client, request);
+    const key = cacheKeyOf(request.client, scopes, parameters);
+    const target: Target = { clientName: request.client, client, scopes, parameters, key };
     const requestedScope = scopes.join(' ');
     const revocationCheck = this.revocationCheckDue(request.client);
     if (revocationCheck !== undefined) await revocationCheck;
@@ -252,10 +261,15 @@ export class TokenBroker {
         : undefined;
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
     if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
-      return { response: this.present(current), cache: 'memory', requestedScope };
+      return { response: this.present(current), cache: 'memory', requestedScope, parameters };
     }
     const loaded = await this.singleFlight(target.key, () => this.load(target, current));
-    const result: TokenResult = { response: this.present(loaded.token), cache: loaded.cache, requestedScope };
+    const result: TokenResult = {
+      response: this.present(loaded.token),
+      cache: loaded.cache,
+      requestedScope,
+      parameters,
+    };
     if (loaded.upstreamMs !== undefined) result.upstreamMs = loaded.upstreamMs;
     return result;
   }
@@ -475,6 +489,7 @@ export class TokenBroker {
         client: target.client,
         credentials,
         scope: target.scopes.join(' '),
+        ...target.parameters,
         deadline,
       });
     } catch (error) {

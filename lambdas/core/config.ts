@@ -33,6 +33,20 @@ export interface ClientConfig {
    * Unset, the issuer's host and the deployment's `tokenBroker.tokenEndpointHosts` are approved.
    */
   tokenEndpointHosts?: string[];
+  /**
+   * Values of the token request's `audience` parameter (Auth0's API identifier) callers may ask for. A caller
+   * names one per request, or gets `defaultAudience`; without this list the parameter is never sent.
+   */
+  audiences?: string[];
+  /** Sent when the caller names no audience; must be among `audiences`. */
+  defaultAudience?: string;
+  /**
+   * RFC 8707 resource indicators (absolute URIs without a fragment) callers may ask for, one per request;
+   * otherwise `defaultResource`. Without this list the `resource` parameter is never sent.
+   */
+  resources?: string[];
+  /** Sent when the caller names no resource; must be among `resources`. */
+  defaultResource?: string;
 }
 
 export type ClientRegistry = Readonly<Record<string, ClientConfig>>;
@@ -55,6 +69,10 @@ const knownFields = new Set([
   'secretKmsKeyArn',
   'defaultExpiresIn',
   'tokenEndpointHosts',
+  'audiences',
+  'defaultAudience',
+  'resources',
+  'defaultResource',
 ]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -238,6 +256,51 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
   if (new Set(principals).size !== principals.length) problems.push(`${at(field)}: must not repeat a principal`);
 }
 
+const maxTargetLength = 1024;
+// Printable ASCII without space, '"' or '\\': never ambiguous inside the cache key (see cacheKeyOf).
+const targetCharacters = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+/** An `audience` value the registry may list and a caller may name. */
+export function isAudience(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= maxTargetLength && targetCharacters.test(value);
+}
+
+/** A `resource` value (RFC 8707 section 2: an absolute URI, no fragment) the registry may list. */
+export function isResourceIndicator(value: unknown): value is string {
+  if (!isAudience(value)) return false;
+  try {
+    return new URL(value).hash === '' && !value.includes('#');
+  } catch {
+    return false;
+  }
+}
+
+function checkTargetParameter(
+  raw: Record<string, unknown>,
+  listField: 'audiences' | 'resources',
+  defaultField: 'defaultAudience' | 'defaultResource',
+  valid: (value: unknown) => boolean,
+  what: string,
+  at: (field: string) => string,
+  problems: string[],
+): void {
+  const list = raw[listField];
+  if (list !== undefined) {
+    if (!Array.isArray(list) || list.length === 0) {
+      problems.push(`${at(listField)}: must be a non-empty array`);
+    } else {
+      list.forEach((value, index) => {
+        if (!valid(value)) problems.push(`${at(`${listField}[${index}]`)}: must be ${what}`);
+      });
+      if (new Set(list).size !== list.length) problems.push(`${at(listField)}: must not repeat a value`);
+    }
+  }
+  const fallback = raw[defaultField];
+  if (fallback !== undefined && !(Array.isArray(list) && list.includes(fallback))) {
+    problems.push(`${at(defaultField)}: must be one of ${listField}`);
+  }
+}
+
 const requiredFields = ['wellKnownUrl', 'secretName', 'scopes'] as const;
 
 function checkClient(name: string, raw: unknown, options: ConfigOptions, problems: string[]): void {
@@ -317,6 +380,25 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
   if (raw.tokenEndpointHosts !== undefined)
     checkHostPatterns(raw.tokenEndpointHosts, at('tokenEndpointHosts'), problems);
 
+  checkTargetParameter(
+    raw,
+    'audiences',
+    'defaultAudience',
+    isAudience,
+    'an audience: printable ASCII without spaces or quotes',
+    at,
+    problems,
+  );
+  checkTargetParameter(
+    raw,
+    'resources',
+    'defaultResource',
+    isResourceIndicator,
+    'an absolute URI without a fragment (RFC 8707)',
+    at,
+    problems,
+  );
+
   if (
     raw.secretKmsKeyArn !== undefined &&
     (typeof raw.secretKmsKeyArn !== 'string' || !kmsKeyArnPattern.test(raw.secretKmsKeyArn))
@@ -384,6 +466,10 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
       ...(client.secretKmsKeyArn === undefined ? {} : { secretKmsKeyArn: client.secretKmsKeyArn }),
       ...(client.defaultExpiresIn === undefined ? {} : { defaultExpiresIn: client.defaultExpiresIn }),
       ...(client.tokenEndpointHosts === undefined ? {} : { tokenEndpointHosts: [...client.tokenEndpointHosts] }),
+      ...(client.audiences === undefined ? {} : { audiences: [...client.audiences] }),
+      ...(client.defaultAudience === undefined ? {} : { defaultAudience: client.defaultAudience }),
+      ...(client.resources === undefined ? {} : { resources: [...client.resources] }),
+      ...(client.defaultResource === undefined ? {} : { defaultResource: client.defaultResource }),
     };
   }
   return Object.freeze(registry);

@@ -6,6 +6,8 @@
 export const errorStatus = {
   invalid_request: 400,
   invalid_scope: 400,
+  // RFC 8707 section 2: an audience or resource the client is not allowed.
+  invalid_target: 400,
   access_denied: 403,
   unknown_client: 404,
   not_found: 404,

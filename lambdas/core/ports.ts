@@ -94,6 +94,10 @@ export interface TokenRequest {
   credentials: ClientCredentials;
   /** Space-delimited, normalized, never empty: the broker always names the scope it asks for. */
   scope: string;
+  /** Sent as the `audience` parameter (Auth0), when the client allows it. */
+  audience?: string;
+  /** Sent as the RFC 8707 `resource` parameter, when the client allows it. */
+  resource?: string;
   /**
    * Epoch ms (the broker's clock) by which the whole exchange, discovery and retries included, must be over:
    * the lease on the key ends a margin after it. Absent: only the adapter's own budget applies.

@@ -69,6 +69,9 @@ export function logServed(sink: AuditSink, entry: AuditContext & { client: strin
     client: loggedClient(entry.client),
     scope: loggedScope(entry.result.response.scope),
     requestedScope: entry.result.requestedScope,
+    // Values from the client's own list in the registry, never the caller's text.
+    audience: entry.result.parameters.audience,
+    resource: entry.result.parameters.resource,
     cache: entry.result.cache,
     upstreamMs: entry.result.upstreamMs,
     expiresIn: entry.result.response.expires_in,

@@ -1,12 +1,13 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import type { TokenBroker } from '../core/broker.js';
+import type { GetTokenRequest, TokenBroker } from '../core/broker.js';
 import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
 import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
+import { tokenRequestFieldList, tokenRequestFields, tokenRequestOf } from './token-fields.js';
 
 export const tokenRoute = '/clients/{client}/token';
 const maxBodyBytes = 4096;
-const allowedBodyFields = new Set(['scope']);
+const allowedBodyFields = new Set<string>(tokenRequestFields);
 
 const baseHeaders = {
   'Content-Type': 'application/json',
@@ -45,9 +46,7 @@ export async function handleHttpEvent(
   }
 }
 
-type HttpRequest =
-  | { method: 'POST'; client: string; token: { client: string; scope?: string } }
-  | { method: 'DELETE'; client: string };
+type HttpRequest = { method: 'POST'; client: string; token: GetTokenRequest } | { method: 'DELETE'; client: string };
 
 function parseHttpRequest(event: APIGatewayProxyEvent): HttpRequest {
   if (event.resource !== tokenRoute) throw new BrokerError('not_found', 'no such route');
@@ -64,12 +63,11 @@ function parseHttpRequest(event: APIGatewayProxyEvent): HttpRequest {
     throw new BrokerError('invalid_request', `the path does not name a client (${clientNamePattern.source})`);
   }
   if (method === 'DELETE') return { method, client };
-  const scope = parseBody(event);
-  return { method, client, token: scope === undefined ? { client } : { client, scope } };
+  return { method, client, token: tokenRequestOf(client, parseBody(event)) };
 }
 
-function parseBody(event: APIGatewayProxyEvent): string | undefined {
-  if (event.body === null || event.body === undefined || event.body === '') return undefined;
+function parseBody(event: APIGatewayProxyEvent): Record<string, unknown> {
+  if (event.body === null || event.body === undefined || event.body === '') return {};
   if (typeof event.body !== 'string') throw new BrokerError('invalid_request', 'the body must be a string of JSON');
   const contentType = headerValue(event.headers, 'content-type');
   if (contentType !== undefined && !/^application\/json\s*(;.*)?$/i.test(contentType)) {
@@ -89,11 +87,10 @@ function parseBody(event: APIGatewayProxyEvent): string | undefined {
     throw new BrokerError('invalid_request', 'the body must be a JSON object');
   }
   const unknown = Object.keys(parsed).filter((key) => !allowedBodyFields.has(key));
-  if (unknown.length > 0) throw new BrokerError('invalid_request', 'the body may only contain the field scope');
-  const scope = (parsed as { scope?: unknown }).scope;
-  if (scope === undefined) return undefined;
-  if (typeof scope !== 'string') throw new BrokerError('invalid_request', 'scope must be a string');
-  return scope;
+  if (unknown.length > 0) {
+    throw new BrokerError('invalid_request', `the body may only contain the fields ${tokenRequestFieldList}`);
+  }
+  return parsed as Record<string, unknown>;
 }
 
 function headerValue(headers: APIGatewayProxyEvent['headers'], name: string): string | undefined {

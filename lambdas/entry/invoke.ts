@@ -1,9 +1,10 @@
-import type { TokenBroker, TokenResponse } from '../core/broker.js';
+import type { GetTokenRequest, TokenBroker, TokenResponse } from '../core/broker.js';
 import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
 import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
+import { tokenRequestFieldList, tokenRequestFields, tokenRequestOf } from './token-fields.js';
 
-const tokenFields = new Set(['client', 'scope']);
+const tokenFields = new Set<string>(['client', ...tokenRequestFields]);
 const adminFields = new Set(['action', 'client']);
 /** Says what a client name looks like, never what was sent instead. */
 const clientNameRule = `client must be a client name (${clientNamePattern.source})`;
@@ -78,20 +79,20 @@ export function aliasOf(invokedFunctionArn: string): string | undefined {
 }
 
 type InvokeRequest =
-  | { action: 'token'; client: string; token: { client: string; scope?: string } }
+  | { action: 'token'; client: string; token: GetTokenRequest }
   | { action: 'invalidate'; client: string };
 
 function parseInvokeEvent(event: unknown): InvokeRequest {
   if (typeof event !== 'object' || event === null || Array.isArray(event)) {
     throw new BrokerError('invalid_request', 'the event must be a JSON object {"client", "scope"?}');
   }
-  const { action, client, scope } = event as { action?: unknown; client?: unknown; scope?: unknown };
+  const { action, client } = event as { action?: unknown; client?: unknown };
   const allowed = action === undefined ? tokenFields : adminFields;
   if (Object.keys(event).some((key) => !allowed.has(key))) {
     throw new BrokerError(
       'invalid_request',
       action === undefined
-        ? 'the event may only contain the fields client and scope'
+        ? `the event may only contain the fields client, ${tokenRequestFieldList}`
         : 'an admin event may only contain the fields action and client',
     );
   }
@@ -100,7 +101,5 @@ function parseInvokeEvent(event: unknown): InvokeRequest {
   // Checked before anything repeats it: the alias and client checks below echo the name in their errors.
   if (!isClientName(client)) throw new BrokerError('invalid_request', clientNameRule);
   if (action === 'invalidate') return { action, client };
-  if (scope !== undefined && typeof scope !== 'string')
-    throw new BrokerError('invalid_request', 'scope must be a string');
-  return { action: 'token', client, token: scope === undefined ? { client } : { client, scope } };
+  return { action: 'token', client, token: tokenRequestOf(client, event as Record<string, unknown>) };
 }

@@ -26,6 +26,7 @@ import {
   demoClientName,
   embeddedClients,
   embeddedRegistry,
+  embeddedResourceServers,
   localDeployment,
   localSecretName,
 } from './embedded-clients.js';
@@ -100,7 +101,10 @@ async function embeddedDefaults(): Promise<EmbeddedParts> {
   const clients = embeddedClients({ ...deployment.clients });
   const dynamo = await startDynalite();
   await createTokenTable(dynamo.endpoint, 'token-broker-local');
-  const oidc = await startOidcServer({ clients: clients.map((client) => client.provider) });
+  const oidc = await startOidcServer({
+    clients: clients.map((client) => client.provider),
+    resourceServers: embeddedResourceServers(clients),
+  });
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   process.env.AWS_REGION ??= 'us-east-1';
   process.env.AWS_ACCESS_KEY_ID ??= 'local';

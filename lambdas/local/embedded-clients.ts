@@ -106,6 +106,22 @@ export function embeddedClients(registry: Record<string, ClientConfig>): Embedde
   });
 }
 
+/**
+ * The RFC 8707 resource servers the embedded provider knows: every resource a client lists, accepting the
+ * scopes of the clients that list it, so a client with `resources` is tried locally as it runs.
+ */
+export function embeddedResourceServers(clients: EmbeddedClient[]): Record<string, { scope: string }> {
+  const scopes = new Map<string, Set<string>>();
+  for (const { config } of clients) {
+    for (const resource of config.resources ?? []) {
+      const known = scopes.get(resource) ?? new Set<string>();
+      for (const scope of config.scopes) known.add(scope);
+      scopes.set(resource, known);
+    }
+  }
+  return Object.fromEntries([...scopes].map(([resource, set]) => [resource, { scope: [...set].join(' ') }]));
+}
+
 /** The secret name each client's credentials are held under in the dev server's memory. */
 export function localSecretName(clientName: string): string {
   return `local/${clientName}`;

@@ -40,6 +40,8 @@ export interface LocalOidcServer {
   tokenRequests(): number;
   /** Header and claims of the last client assertion (private_key_jwt) the token endpoint received. */
   lastClientAssertion(): { header: Record<string, unknown>; claims: Record<string, unknown> } | undefined;
+  /** The `audience` and `resource` form parameters of the last token request, as received. */
+  lastTargetParameters(): { audience?: unknown; resource?: unknown };
   close(): Promise<void>;
 }
 
@@ -55,6 +57,11 @@ export interface LocalOidcServerOptions {
   port?: number;
   /** Lifetime of issued access tokens (`expires_in`); default 3600. */
   accessTokenTtlSeconds?: number;
+  /**
+   * RFC 8707 resource servers by resource indicator, each with the scopes it accepts. A token requested for
+   * one is a JWT whose `aud` is the indicator; any other `resource` is refused with invalid_target.
+   */
+  resourceServers?: Readonly<Record<string, { scope: string }>>;
   /** Told about errors the provider answered with a 500; by default they are dropped (the provider stays quiet). */
   onServerError?: (error: Error) => void;
 }
@@ -151,15 +158,18 @@ function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-async function loadProvider(): Promise<OidcProviderConstructor> {
+async function loadProvider(): Promise<{ Provider: OidcProviderConstructor; InvalidTarget: new () => Error }> {
   // Through a variable so TypeScript does not look for the (absent) declaration file; see OidcProvider above.
   const specifier = 'oidc-provider';
-  const module = (await import(specifier)) as { default: OidcProviderConstructor };
-  return module.default;
+  const module = (await import(specifier)) as {
+    default: OidcProviderConstructor;
+    errors: { InvalidTarget: new () => Error };
+  };
+  return { Provider: module.default, InvalidTarget: module.errors.InvalidTarget };
 }
 
 export async function startOidcServer(options: LocalOidcServerOptions): Promise<LocalOidcServer> {
-  const Provider = await loadProvider();
+  const { Provider, InvalidTarget } = await loadProvider();
   const scheme = options.tls ? 'https' : 'http';
 
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
@@ -168,6 +178,8 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
   };
   let tokenRequests = 0;
   let lastAssertion: ReturnType<LocalOidcServer['lastClientAssertion']>;
+  let lastTargets: ReturnType<LocalOidcServer['lastTargetParameters']> = {};
+  const resourceServers = options.resourceServers ?? {};
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'POST' && new URL(req.url ?? '/', 'http://placeholder').pathname === tokenPath) {
       tokenRequests += 1;
@@ -203,6 +215,21 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     features: {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => undefined,
+        useGrantedResource: async () => false,
+        getResourceServerInfo: async (_ctx: KoaContext, indicator: string) => {
+          const server = Object.hasOwn(resourceServers, indicator) ? resourceServers[indicator] : undefined;
+          if (server === undefined) throw new InvalidTarget();
+          return {
+            scope: server.scope,
+            audience: indicator,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
     },
     routes: { token: tokenPath },
     ttl: { ClientCredentials: options.accessTokenTtlSeconds ?? 3600 },
@@ -223,7 +250,12 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
       ctx.body = { ...ctx.body, token_endpoint: tokenEndpoint };
     }
     if (ctx.method === 'POST' && ctx.path === tokenPath) {
-      const assertion = ctx.oidc?.body?.client_assertion;
+      const body = ctx.oidc?.body ?? {};
+      lastTargets = {
+        ...(body.audience === undefined ? {} : { audience: body.audience }),
+        ...(body.resource === undefined ? {} : { resource: body.resource }),
+      };
+      const assertion = body.client_assertion;
       if (typeof assertion === 'string') lastAssertion = decodeJwt(assertion);
       if (ctx.status === 200) enforceStrictTokenRules(ctx);
     }
@@ -236,6 +268,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     tokenEndpoint,
     tokenRequests: () => tokenRequests,
     lastClientAssertion: () => lastAssertion,
+    lastTargetParameters: () => lastTargets,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));

@@ -18,6 +18,25 @@ const authorizationShape =
   /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/execute-api\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/;
 
 let devServer: DevServerProcess;
+
+// Beside the embedded `demo`: a client that takes an audience and RFC 8707 resources.
+const resource = { r4: 'https://fhir.test/r4', dstu2: 'https://fhir.test/dstu2' };
+const targetedClients = {
+  targeted: {
+    wellKnownUrl: 'https://targeted.invalid/.well-known/openid-configuration',
+    secretName: 'token-broker/targeted',
+    scopes: ['t.read'],
+    defaultScope: 't.read',
+    audiences: ['https://api.test/'],
+    resources: [resource.r4, resource.dstu2],
+  },
+};
+
+/** The audience of a JWT access token, which the embedded provider issues for a resource server. */
+function audienceOf(token: string): unknown {
+  const part = token.split('.')[1] ?? '';
+  return (JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { aud?: unknown }).aud;
+}
 let gateway: SigningGateway;
 
 function restore(name: string, value: string | undefined): void {
@@ -49,7 +68,7 @@ function isBrokerError(code: string, status: number | undefined) {
 describe('token-broker client over HTTP, against the local dev server behind a SigV4-verifying gateway', () => {
   before(async () => {
     // API Gateway authorizes; the function behind it does not check signatures again.
-    devServer = await startDevServerProcess({}, ['--no-auth']);
+    devServer = await startDevServerProcess({ TOKEN_BROKER_CLIENTS: JSON.stringify(targetedClients) }, ['--no-auth']);
     gateway = await startSigningGateway({ target: devServer.baseUrl, region, credentials: [credentials, temporary] });
   });
 
@@ -101,6 +120,40 @@ describe('token-broker client over HTTP, against the local dev server behind a S
     // The default scope is a key of its own, even where it names the same scopes.
     await client.getToken({ client: 'demo' });
     assert.equal(calls.length, 2);
+  });
+
+  it('signs audience and resource into the body, and keeps one token per audience and resource', async () => {
+    const { client, calls } = newClient();
+    const r4 = await client.getToken({ client: 'targeted', resource: resource.r4 });
+    assert.equal(gateway.verified.at(-1)?.body, `{"resource":"${resource.r4}"}`);
+    assert.equal(audienceOf(r4.accessToken), resource.r4);
+    const dstu2 = await client.getToken({ client: 'targeted', resource: resource.dstu2 });
+    assert.equal(audienceOf(dstu2.accessToken), resource.dstu2);
+    const api = await client.getToken({ client: 'targeted', scope: 't.read', audience: 'https://api.test/' });
+    assert.equal(gateway.verified.at(-1)?.body, '{"scope":"t.read","audience":"https://api.test/"}');
+    const plain = await client.getToken({ client: 'targeted' });
+    assert.equal(calls.length, 4);
+    assert.equal(new Set([r4, dstu2, api, plain].map((token) => token.accessToken)).size, 4);
+
+    assert.equal(await client.getToken({ client: 'targeted', resource: resource.r4 }), r4);
+    assert.equal(await client.getToken({ client: 'targeted', resource: resource.dstu2 }), dstu2);
+    assert.equal(await client.getToken({ client: 'targeted', scope: 't.read', audience: 'https://api.test/' }), api);
+    assert.equal(calls.length, 4);
+    assertNoLeak(devServer.output(), [r4.accessToken, dstu2.accessToken, api.accessToken, plain.accessToken]);
+  });
+
+  it('raises invalid_target for a resource or audience the client does not list, and does not cache it', async () => {
+    const { client, calls } = newClient();
+    const refused = isBrokerError('invalid_target', 400);
+    await assert.rejects(client.getToken({ client: 'targeted', resource: 'https://other.test/' }), refused);
+    await assert.rejects(client.getToken({ client: 'targeted', resource: 'https://other.test/' }), refused);
+    await assert.rejects(client.getToken({ client: 'demo', audience: 'https://api.test/' }), refused);
+    assert.equal(calls.length, 3);
+    await assert.rejects(
+      client.getToken({ client: 'targeted', audience: 7 as unknown as string }),
+      isBrokerError('invalid_request', undefined),
+    );
+    assert.equal(calls.length, 3);
   });
 
   it('answers a second call from memory, without a second request', async () => {

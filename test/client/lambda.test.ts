@@ -8,7 +8,7 @@ import {
   ResourceNotFoundException,
 } from '@aws-sdk/client-lambda';
 import { createTokenBrokerClient, TokenBrokerError } from '@token-broker/client';
-import { type BrokerHarness, functionArn, startBrokerHarness } from '../support/broker-harness.js';
+import { type BrokerHarness, functionArn, resourceIndicators, startBrokerHarness } from '../support/broker-harness.js';
 
 const functionName = 'token-broker';
 const encoder = new TextEncoder();
@@ -108,6 +108,26 @@ describe('token-broker client over Lambda Invoke, against the real handler', () 
     assert.equal(await client.getToken({ client: 'bwell', scope: 'system/*.read system/*.write' }), token);
     assert.equal(await client.getToken({ client: 'bwell', scope: 'system/*.write system/*.read' }), token);
     assert.equal(invocations.length, 1);
+  });
+
+  it('sends audience and resource beside the client, and keeps one token per resource', async () => {
+    const { lambda, invocations } = handlerBackedLambda();
+    const client = newClient(lambda);
+    const r4 = await client.getToken({ client: 'resourced' });
+    const dstu2 = await client.getToken({ client: 'resourced', resource: resourceIndicators.dstu2 });
+    assert.deepEqual(decodePayload(invocations[0]), { client: 'resourced' });
+    assert.deepEqual(decodePayload(invocations[1]), { client: 'resourced', resource: resourceIndicators.dstu2 });
+    assert.equal(invocations[1]?.Qualifier, 'resourced');
+    assert.notEqual(dstu2.accessToken, r4.accessToken);
+    assert.equal(await client.getToken({ client: 'resourced', resource: resourceIndicators.dstu2 }), dstu2);
+    assert.equal(await client.getToken({ client: 'resourced' }), r4);
+    await client.getToken({ client: 'audienced', audience: 'https://billing.test/' });
+    assert.deepEqual(decodePayload(invocations[2]), { client: 'audienced', audience: 'https://billing.test/' });
+    await assert.rejects(
+      client.getToken({ client: 'audienced', audience: 'https://other.test/' }),
+      rejectsWith('invalid_target'),
+    );
+    assert.equal(invocations.length, 4);
   });
 
   it('shares one invocation among concurrent callers', async () => {

@@ -280,6 +280,17 @@ describe('adminPrincipals in the config', () => {
     assert.deepEqual(runtimeRegistryOf(broker.clients), { bwell });
   });
 
+  it('leave the audience and resource lists in the registry the function receives', () => {
+    const targets = {
+      audiences: ['https://api.test/'],
+      defaultAudience: 'https://api.test/',
+      resources: ['https://fhir.test/r4'],
+      defaultResource: 'https://fhir.test/r4',
+    };
+    const { broker } = synth({ clients: { bwell: { ...bwell, ...targets, adminPrincipals: admins } } });
+    assert.deepEqual(runtimeRegistryOf(broker.clients), { bwell: { ...bwell, ...targets } });
+  });
+
   it('must be admitted like allowedPrincipals: the synth fails naming client and field', () => {
     assert.throws(
       () =>

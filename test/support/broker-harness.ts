@@ -38,6 +38,9 @@ export class ShiftedClock implements Clock {
   }
 }
 
+/** The RFC 8707 resource servers the harness's provider knows. */
+export const resourceIndicators = { r4: 'https://fhir.test/r4', dstu2: 'https://fhir.test/dstu2' } as const;
+
 export const callerArn = 'arn:aws:iam::123456789012:role/fhir-sync';
 const tableName = 'token-broker-test';
 
@@ -66,6 +69,9 @@ export async function startBrokerHarness() {
   const oidc = await startOidcServer({
     clients: [...secretClients, ...keyClients],
     tls: { key: tls.key, cert: tls.cert },
+    resourceServers: Object.fromEntries(
+      Object.values(resourceIndicators).map((resource) => [resource, { scope: 'system/*.read system/*.write' }]),
+    ),
   });
   // Its token endpoint never answers: for timeouts.
   const stalling = await startScriptedIdp(() => new Promise<never>(() => {}));
@@ -76,7 +82,7 @@ export async function startBrokerHarness() {
   const sealing = storeSealingKey(secretsManager);
   // One secret per client, as the registry requires; these clients are one client at the provider.
   const bwellSecret = JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret });
-  for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage']) {
+  for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage', 'audienced', 'resourced']) {
     secretsManager.putSecret(`token-broker/${name}`, bwellSecret);
   }
   secretsManager.putSecret(
@@ -140,6 +146,21 @@ export async function startBrokerHarness() {
     // Keys of their own, so that tests counting upstream calls start cold.
     burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/burst', scopes: read },
     outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/outage', scopes: read },
+    // Extra token-request parameters: Auth0's audience (no default) and RFC 8707's resource (with one).
+    audienced: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/audienced',
+      scopes: read,
+      audiences: ['https://api.test/', 'https://billing.test/'],
+    },
+    resourced: {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/resourced',
+      scopes: ['system/*.read', 'system/*.write'],
+      defaultScope: 'system/*.read',
+      resources: [resourceIndicators.r4, resourceIndicators.dstu2],
+      defaultResource: resourceIndicators.r4,
+    },
   };
 
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;

@@ -33,7 +33,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Agent, createServer, request as httpsRequest, type Server } from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import { isIP, Server as NetServer, type Socket } from 'node:net';
 import { listenOnLoopback } from '../../lambdas/local/listen.js';
 import type { LocalOidcServer } from '../../lambdas/local/oidc-server.js';
 import { loadTestTls } from './tls.js';
@@ -332,11 +332,13 @@ export async function startFaultProxy(upstream: LocalOidcServer): Promise<FaultP
       new Promise<void>((resolve, reject) => {
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
-        server.close((error) => (error ? reject(error) : resolve()));
         destroyHung();
-        server.closeAllConnections();
         for (const socket of tcpSockets.values()) socket.destroy();
         agent.destroy();
+        // Every socket is destroyed above, so the listener only has to stop. http's own close() first walks its
+        // connection list, which a connection a fault tore down can leave holding a freed socket: the walk
+        // throws and the server stays open (Node 22), so the plain net close is used.
+        NetServer.prototype.close.call(server, (error) => (error ? reject(error) : resolve()));
       }),
   };
 }

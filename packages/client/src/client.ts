@@ -2,7 +2,7 @@ import { TokenBrokerError } from './errors.js';
 import { createHttpTransport, type HttpTransportOptions } from './http-transport.js';
 import { createLambdaTransport, type LambdaTransportOptions } from './lambda-transport.js';
 import { normalizeScope } from './protocol.js';
-import type { Transport } from './transport.js';
+import type { Transport, TransportRequest } from './transport.js';
 
 export const defaultRefreshWindowSeconds = 60;
 
@@ -21,6 +21,10 @@ export interface GetTokenOptions {
   client: string;
   /** Space-delimited scopes; absent means the client's default scope. "b a a" and "a b" are the same request. */
   scope?: string;
+  /** The token request's `audience` (Auth0's API identifier): one the client lists; absent, its default. */
+  audience?: string;
+  /** An RFC 8707 `resource` indicator the client lists; absent, its default. */
+  resource?: string;
 }
 
 export interface BrokerToken {
@@ -67,9 +71,9 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
     for (const [key, token] of cache) if (!usable(token)) cache.delete(key);
   }
 
-  async function fetchAndCache(key: string, client: string, scope: string | undefined): Promise<BrokerToken> {
+  async function fetchAndCache(key: string, request: TransportRequest): Promise<BrokerToken> {
     const started = generation;
-    const answer = await transport.fetchToken(scope === undefined ? { client } : { client, scope }, clock);
+    const answer = await transport.fetchToken(request, clock);
     const token: BrokerToken = Object.freeze({
       accessToken: answer.body.access_token,
       tokenType: answer.body.token_type,
@@ -84,17 +88,29 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
   }
 
   return {
-    getToken({ client, scope }: GetTokenOptions): Promise<BrokerToken> {
+    getToken({ client, scope, audience, resource }: GetTokenOptions): Promise<BrokerToken> {
       if (typeof client !== 'string' || client === '') {
         return Promise.reject(new TokenBrokerError('invalid_request', 'client must be a non-empty string'));
       }
-      if (scope !== undefined && typeof scope !== 'string') {
-        return Promise.reject(new TokenBrokerError('invalid_request', 'scope must be a string', { client }));
+      for (const [field, value] of [
+        ['scope', scope],
+        ['audience', audience],
+        ['resource', resource],
+      ] as const) {
+        if (value !== undefined && typeof value !== 'string') {
+          return Promise.reject(new TokenBrokerError('invalid_request', `${field} must be a string`, { client }));
+        }
       }
       // The broker normalizes the same way, so the normalized set is what it is asked for.
       const normalized = scope === undefined ? undefined : normalizeScope(scope).join(' ');
-      // undefined (the default scope) and an explicit scope set never share a key.
-      const key = JSON.stringify([client, normalized ?? null]);
+      const request: TransportRequest = {
+        client,
+        ...(normalized === undefined ? {} : { scope: normalized }),
+        ...(audience === undefined ? {} : { audience }),
+        ...(resource === undefined ? {} : { resource }),
+      };
+      // An absent field (the client's default) and any named value never share a key.
+      const key = JSON.stringify([client, normalized ?? null, audience ?? null, resource ?? null]);
 
       const cached = cache.get(key);
       if (cached !== undefined) {
@@ -104,11 +120,11 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
       const pending = inFlight.get(key);
       if (pending !== undefined) return pending;
 
-      const request = fetchAndCache(key, client, normalized).finally(() => {
-        if (inFlight.get(key) === request) inFlight.delete(key);
+      const fetching = fetchAndCache(key, request).finally(() => {
+        if (inFlight.get(key) === fetching) inFlight.delete(key);
       });
-      inFlight.set(key, request);
-      return request;
+      inFlight.set(key, fetching);
+      return fetching;
     },
     clear(): void {
       generation += 1;

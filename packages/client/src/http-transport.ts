@@ -8,6 +8,7 @@ import {
   excerpt,
   isRecord,
   parseJson,
+  requestFields,
   type Transport,
   type TransportAnswer,
   type TransportRequest,
@@ -54,7 +55,8 @@ export function createHttpTransport(options: HttpTransportOptions, fetchImpl: ty
     async fetchToken(request: TransportRequest, clock: () => number): Promise<TransportAnswer> {
       const url = new URL(base);
       url.pathname = `${basePath}/clients/${encodeURIComponent(request.client)}/token`;
-      const body = request.scope === undefined ? undefined : JSON.stringify({ scope: request.scope });
+      const fields = requestFields(request);
+      const body = Object.keys(fields).length === 0 ? undefined : JSON.stringify(fields);
       const headers: Record<string, string> = { host: url.host, accept: 'application/json' };
       if (body !== undefined) headers['content-type'] = 'application/json';
       const unsigned = new HttpRequest({

@@ -5,6 +5,7 @@ import {
   excerpt,
   isRecord,
   parseJson,
+  requestFields,
   type Transport,
   type TransportAnswer,
   type TransportRequest,
@@ -59,7 +60,7 @@ export function createLambdaTransport(options: LambdaTransportOptions): Transpor
 
   return {
     async fetchToken(request: TransportRequest, clock: () => number): Promise<TransportAnswer> {
-      const payload = request.scope === undefined ? { client: request.client } : request;
+      const payload = { client: request.client, ...requestFields(request) };
       const command = new InvokeCommand({
         FunctionName: options.functionName,
         Qualifier: request.client,

@@ -7,6 +7,7 @@
 export const brokerErrorCodes = [
   'invalid_request',
   'invalid_scope',
+  'invalid_target',
   'access_denied',
   'unknown_client',
   'not_found',

@@ -13,6 +13,16 @@ export interface TransportRequest {
   client: string;
   /** Already normalized (sorted, de-duplicated, space-joined); absent for the client's default scope. */
   scope?: string;
+  /** The token request's `audience` parameter, when the caller names one; the client must allow it. */
+  audience?: string;
+  /** The RFC 8707 `resource` parameter, when the caller names one; the client must allow it. */
+  resource?: string;
+}
+
+/** The request's fields other than the client: the body over HTTP, beside `client` in an invoke event. */
+export function requestFields(request: TransportRequest): Omit<TransportRequest, 'client'> {
+  const { client: _client, ...fields } = request;
+  return fields;
 }
 
 export interface TransportAnswer {
