@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
-import { type ClientConfig, discoveryLocation, isLoopbackHost } from '../core/config.js';
+import { type ClientConfig, discoveryLocation, isLoopbackHost, providerHostOf, providerKeyOf } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { isApprovedTokenEndpointHost, isPlainHost } from '../core/endpoint-hosts.js';
 import { BrokerError } from '../core/errors.js';
@@ -127,7 +127,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     }
     const approval = {
       clientHosts: client.tokenEndpointHosts,
-      issuerHost: discoveryLocation(client.wellKnownUrl).issuer.host,
+      issuerHost: providerHostOf(client),
       deploymentHosts: this.options.approvedTokenEndpointHosts ?? [],
     };
     if (host !== undefined && isApprovedTokenEndpointHost(host, approval)) return;
@@ -203,15 +203,18 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     client: ClientConfig,
     deadline: number | undefined,
   ): Promise<oauth.AuthorizationServer> {
-    const known = this.discovered.get(client.wellKnownUrl);
+    if (client.tokenEndpoint !== undefined) {
+      // No metadata: the registry's endpoint, and RFC 8414's defaults (client_secret_basic) for the rest.
+      return { issuer: new URL(client.tokenEndpoint).origin, token_endpoint: client.tokenEndpoint };
+    }
+    const location = providerKeyOf(client);
+    const known = this.discovered.get(location);
     if (known !== undefined && this.options.clock.now() - known.fetchedAt < this.discoveryMaxAgeMs) return known.server;
 
-    let pending = this.discovering.get(client.wellKnownUrl);
+    let pending = this.discovering.get(location);
     if (pending === undefined) {
-      pending = this.fetchDiscovery(clientName, client, deadline).finally(() =>
-        this.discovering.delete(client.wellKnownUrl),
-      );
-      this.discovering.set(client.wellKnownUrl, pending);
+      pending = this.fetchDiscovery(clientName, client, deadline).finally(() => this.discovering.delete(location));
+      this.discovering.set(location, pending);
     }
     try {
       return await pending;
@@ -230,13 +233,19 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     client: ClientConfig,
     deadline: number | undefined,
   ): Promise<oauth.AuthorizationServer> {
-    const { issuer, algorithm } = discoveryLocation(client.wellKnownUrl);
+    const wellKnownUrl = providerKeyOf(client);
+    const { issuer, algorithm } = discoveryLocation(wellKnownUrl);
     let server: oauth.AuthorizationServer;
     try {
-      const response = await this.traced('discovery', () =>
-        oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href, deadline) }),
-      );
-      server = await oauth.processDiscoveryResponse(issuer, response);
+      if (algorithm === 'smart') {
+        server = await this.fetchSmartConfiguration(wellKnownUrl, issuer, deadline);
+      } else {
+        const response = await this.traced('discovery', () =>
+          oauth.discoveryRequest(issuer, { algorithm, ...this.httpOptions(issuer.href, deadline) }),
+        );
+        // Strict: the document must name exactly the issuer its location implies.
+        server = await oauth.processDiscoveryResponse(issuer, response);
+      }
     } catch (error) {
       throw translateUpstreamError(error, clientName, 'discovery');
     }
@@ -247,10 +256,47 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
         `the discovery document of client ${clientName} does not name an https token_endpoint`,
       );
     }
-    this.discovered.set(client.wellKnownUrl, { server, fetchedAt: this.options.clock.now() });
+    this.discovered.set(wellKnownUrl, { server, fetchedAt: this.options.clock.now() });
     return server;
   }
+
+  /**
+   * A SMART configuration (SMART App Launch 2, section 2.1) is not RFC 8414 metadata, and oauth4webapi does not
+   * read it: only what the exchange needs is taken from it, the token endpoint and the methods it accepts.
+   */
+  private async fetchSmartConfiguration(
+    wellKnownUrl: string,
+    base: URL,
+    deadline: number | undefined,
+  ): Promise<oauth.AuthorizationServer> {
+    const fetchBy = this.httpOptions(wellKnownUrl, deadline)[oauth.customFetch];
+    const response = await this.traced('discovery', () =>
+      fetchBy(wellKnownUrl, { method: 'GET', headers: { accept: 'application/json' } }),
+    );
+    if (response.status !== 200) {
+      await response.body?.cancel();
+      throw new SmartConfigurationError(`answered HTTP ${response.status}`);
+    }
+    const document: unknown = await response.json().catch(() => undefined);
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+      throw new SmartConfigurationError('is not a JSON object');
+    }
+    const { token_endpoint: tokenEndpoint, token_endpoint_auth_methods_supported: methods } = document as Record<
+      string,
+      unknown
+    >;
+    return {
+      issuer: base.href,
+      ...(typeof tokenEndpoint === 'string' ? { token_endpoint: tokenEndpoint } : {}),
+      ...(Array.isArray(methods) && methods.every((method) => typeof method === 'string')
+        ? { token_endpoint_auth_methods_supported: methods }
+        : {}),
+    };
+  }
 }
+
+/** A SMART configuration the broker cannot use; its message is the broker's own words, never the document's. */
+class SmartConfigurationError extends Error {}
 
 /** RFC 8414: with no list of supported methods, client_secret_basic is the default. */
 function authMethodFor(client: ClientConfig, server: oauth.AuthorizationServer) {
@@ -353,6 +399,7 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
       ? `the discovery document of client ${clientName}`
       : `the token endpoint of client ${clientName}`;
   if (error instanceof BrokerError) return error;
+  if (error instanceof SmartConfigurationError) return new BrokerError('upstream_error', `${what} ${error.message}`);
   if (error instanceof UpstreamTimeoutError)
     return new BrokerError('upstream_timeout', `${what} did not answer in time`);
   if (error instanceof ResponseTooLargeError)

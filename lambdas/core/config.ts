@@ -7,7 +7,14 @@ export type AuthMethod = (typeof authMethods)[number];
 
 /** One OAuth client the broker holds credentials for, as declared in cdk.json `context.tokenBroker.clients`. */
 export interface ClientConfig {
-  wellKnownUrl: string;
+  /**
+   * Where the provider's metadata is: OpenID (`…/.well-known/openid-configuration`), RFC 8414
+   * (`/.well-known/oauth-authorization-server…`) or SMART (`<FHIR base>/.well-known/smart-configuration`).
+   * Exactly one of this and `tokenEndpoint`.
+   */
+  wellKnownUrl?: string;
+  /** For a provider that publishes no metadata: its token endpoint, fixed here instead of discovered. */
+  tokenEndpoint?: string;
   secretName: string;
   scopes: string[];
   defaultScope?: string;
@@ -60,6 +67,7 @@ export function isClientName(value: unknown): value is string {
 
 const knownFields = new Set([
   'wellKnownUrl',
+  'tokenEndpoint',
   'secretName',
   'scopes',
   'defaultScope',
@@ -86,6 +94,7 @@ export const kmsKeyArnPattern =
   /^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key\/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
 const oidcSuffix = '/.well-known/openid-configuration';
 const oauthPrefix = '/.well-known/oauth-authorization-server';
+const smartSuffix = '/.well-known/smart-configuration';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -196,12 +205,22 @@ export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
+export type DiscoveryAlgorithm = 'oidc' | 'oauth2' | 'smart';
+
 /**
  * The issuer a discovery document must name, derived from where it is fetched: OpenID Connect
- * appends its well-known suffix to the issuer, RFC 8414 inserts its prefix before the issuer's path.
+ * appends its well-known suffix to the issuer, RFC 8414 inserts its prefix before the issuer's path. A SMART
+ * configuration describes the FHIR server at its base URL and names no issuer to match (SMART App Launch 2,
+ * section 2.1: its `issuer` is the OpenID issuer for user sign-in), so `issuer` is that base: the host whose
+ * token endpoint is approved by default, as an issuer's is.
  */
-export function discoveryLocation(wellKnownUrl: string): { issuer: URL; algorithm: 'oidc' | 'oauth2' } {
+export function discoveryLocation(wellKnownUrl: string): { issuer: URL; algorithm: DiscoveryAlgorithm } {
   const url = new URL(wellKnownUrl);
+  if (url.pathname.endsWith(smartSuffix)) {
+    const base = new URL(url.origin);
+    base.pathname = url.pathname.slice(0, -smartSuffix.length) || '/';
+    return { issuer: base, algorithm: 'smart' };
+  }
   if (url.pathname.endsWith(oidcSuffix)) {
     const issuer = new URL(url.origin);
     issuer.pathname = url.pathname.slice(0, -oidcSuffix.length) || '/';
@@ -213,6 +232,20 @@ export function discoveryLocation(wellKnownUrl: string): { issuer: URL; algorith
     return { issuer, algorithm: 'oauth2' };
   }
   throw new TypeError(`not a well-known discovery URL: ${wellKnownUrl}`);
+}
+
+/**
+ * The host the client's token endpoint is approved on without a pin: its issuer's (or SMART base's), or, for a
+ * fixed `tokenEndpoint`, that endpoint's own.
+ */
+export function providerHostOf(client: ClientConfig): string {
+  if (client.tokenEndpoint !== undefined) return new URL(client.tokenEndpoint).host;
+  return discoveryLocation(client.wellKnownUrl ?? '').issuer.host;
+}
+
+/** What identifies the client's provider: its metadata URL, or its fixed token endpoint. */
+export function providerKeyOf(client: ClientConfig): string {
+  return client.wellKnownUrl ?? client.tokenEndpoint ?? '';
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -234,8 +267,23 @@ function checkWellKnownUrl(value: unknown, options: ConfigOptions): string | und
   try {
     discoveryLocation(value);
   } catch {
-    return `must end in ${oidcSuffix} or start its path with ${oauthPrefix}`;
+    return `must end in ${oidcSuffix} or ${smartSuffix}, or start its path with ${oauthPrefix}`;
   }
+  return undefined;
+}
+
+function checkTokenEndpoint(value: unknown, options: ConfigOptions): string | undefined {
+  if (typeof value !== 'string') return 'must be a string';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute URL';
+  }
+  const loopbackHttp = options.allowLoopbackHttp === true && url.protocol === 'http:' && isLoopbackHost(url.hostname);
+  if (url.protocol !== 'https:' && !loopbackHttp) return 'must be an https URL';
+  if (url.username !== '' || url.password !== '') return 'must not carry credentials';
+  if (url.hash !== '') return 'must not have a fragment';
   return undefined;
 }
 
@@ -301,7 +349,7 @@ function checkTargetParameter(
   }
 }
 
-const requiredFields = ['wellKnownUrl', 'secretName', 'scopes'] as const;
+const requiredFields = ['secretName', 'scopes'] as const;
 
 function checkClient(name: string, raw: unknown, options: ConfigOptions, problems: string[]): void {
   const client = `${options.at ?? defaultRegistryPath}.${name}`;
@@ -320,8 +368,18 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
   for (const field of requiredFields) {
     if (raw[field] === undefined) problems.push(`${at(field)}: is required`);
   }
+  if (raw.wellKnownUrl === undefined && raw.tokenEndpoint === undefined) {
+    problems.push(`${at('wellKnownUrl')}: is required (or tokenEndpoint, for a provider without metadata)`);
+  } else if (raw.wellKnownUrl !== undefined && raw.tokenEndpoint !== undefined) {
+    problems.push(`${at('tokenEndpoint')}: not with wellKnownUrl: the token endpoint is discovered, or fixed here`);
+  }
   const urlProblem = raw.wellKnownUrl === undefined ? undefined : checkWellKnownUrl(raw.wellKnownUrl, options);
   if (urlProblem) problems.push(`${at('wellKnownUrl')}: ${urlProblem}`);
+  const endpointProblem = raw.tokenEndpoint === undefined ? undefined : checkTokenEndpoint(raw.tokenEndpoint, options);
+  if (endpointProblem) problems.push(`${at('tokenEndpoint')}: ${endpointProblem}`);
+  if (raw.tokenEndpoint !== undefined && raw.tokenEndpointHosts !== undefined) {
+    problems.push(`${at('tokenEndpointHosts')}: not with tokenEndpoint, which is the one host the secret goes to`);
+  }
 
   const secretName = raw.secretName;
   if (secretName !== undefined && (typeof secretName !== 'string' || !secretNamePattern.test(secretName))) {
@@ -456,7 +514,8 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
   for (const name of Object.keys(raw)) {
     const client = raw[name] as ClientConfig;
     registry[name] = {
-      wellKnownUrl: client.wellKnownUrl,
+      ...(client.wellKnownUrl === undefined ? {} : { wellKnownUrl: client.wellKnownUrl }),
+      ...(client.tokenEndpoint === undefined ? {} : { tokenEndpoint: client.tokenEndpoint }),
       secretName: client.secretName,
       scopes: [...client.scopes],
       ...(client.defaultScope === undefined ? {} : { defaultScope: client.defaultScope }),

@@ -140,7 +140,9 @@ export function embeddedRegistry(
   return Object.fromEntries(
     clients.map(({ name, config }) => [
       name,
-      { ...config, wellKnownUrl, secretName: localSecretName(name), tokenEndpointHosts },
+      config.tokenEndpoint === undefined
+        ? { ...config, wellKnownUrl, secretName: localSecretName(name), tokenEndpointHosts }
+        : { ...config, tokenEndpoint: provider.tokenEndpoint, secretName: localSecretName(name) },
     ]),
   );
 }

@@ -34,10 +34,19 @@ export interface LocalOidcServer {
   issuer: string;
   /** The issuer's `/.well-known/openid-configuration`. */
   wellKnownUrl: string;
+  /** The same metadata at RFC 8414's location, `/.well-known/oauth-authorization-server`. */
+  oauthMetadataUrl: string;
+  /**
+   * A SMART configuration for a FHIR server at `<issuer>/fhir/r4`: its token endpoint and methods, and the
+   * OpenID issuer, as SMART App Launch 2 servers (Epic, Oracle Health) publish it.
+   */
+  smartConfigurationUrl: string;
   /** The token endpoint the discovery document advertises (on `tokenHost`, not the issuer host). */
   tokenEndpoint: string;
   /** POST requests that reached the token endpoint, whatever their outcome. */
   tokenRequests(): number;
+  /** GET requests for any of the three metadata documents. */
+  metadataRequests(): number;
   /** Header and claims of the last client assertion (private_key_jwt) the token endpoint received. */
   lastClientAssertion(): { header: Record<string, unknown>; claims: Record<string, unknown> } | undefined;
   /** The `audience` and `resource` form parameters of the last token request, as received. */
@@ -68,12 +77,15 @@ export interface LocalOidcServerOptions {
 
 const tokenPath = '/token';
 const discoveryPath = '/.well-known/openid-configuration';
+const oauthMetadataPath = '/.well-known/oauth-authorization-server';
+const smartConfigurationPath = '/fhir/r4/.well-known/smart-configuration';
 
 /*
  * Minimal structural types for the parts of oidc-provider (a Koa application) used here: the package ships
  * no type declarations (they live in @types/oidc-provider, which is not installed).
  */
 interface KoaContext {
+  req: IncomingMessage;
   method: string;
   path: string;
   status: number;
@@ -177,12 +189,21 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     res.end();
   };
   let tokenRequests = 0;
+  let metadataRequests = 0;
   let lastAssertion: ReturnType<LocalOidcServer['lastClientAssertion']>;
   let lastTargets: ReturnType<LocalOidcServer['lastTargetParameters']> = {};
   const resourceServers = options.resourceServers ?? {};
+  // The provider serves its metadata at the OpenID location only; the other two are answered from it.
+  const smartRequests = new WeakSet<IncomingMessage>();
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method === 'POST' && new URL(req.url ?? '/', 'http://placeholder').pathname === tokenPath) {
-      tokenRequests += 1;
+    const path = new URL(req.url ?? '/', 'http://placeholder').pathname;
+    if (req.method === 'POST' && path === tokenPath) tokenRequests += 1;
+    if (req.method === 'GET' && [discoveryPath, oauthMetadataPath, smartConfigurationPath].includes(path)) {
+      metadataRequests += 1;
+    }
+    if (req.method === 'GET' && (path === oauthMetadataPath || path === smartConfigurationPath)) {
+      if (path === smartConfigurationPath) smartRequests.add(req);
+      req.url = discoveryPath;
     }
     handler(req, res);
   };
@@ -248,6 +269,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     await next();
     if (ctx.method === 'GET' && ctx.path === discoveryPath && ctx.status === 200 && isRecord(ctx.body)) {
       ctx.body = { ...ctx.body, token_endpoint: tokenEndpoint };
+      if (smartRequests.has(ctx.req)) ctx.body = smartConfigurationOf(ctx.body as Record<string, unknown>);
     }
     if (ctx.method === 'POST' && ctx.path === tokenPath) {
       const body = ctx.oidc?.body ?? {};
@@ -265,8 +287,11 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
   return {
     issuer,
     wellKnownUrl: `${issuer}${discoveryPath}`,
+    oauthMetadataUrl: `${issuer}${oauthMetadataPath}`,
+    smartConfigurationUrl: `${issuer}${smartConfigurationPath}`,
     tokenEndpoint,
     tokenRequests: () => tokenRequests,
+    metadataRequests: () => metadataRequests,
     lastClientAssertion: () => lastAssertion,
     lastTargetParameters: () => lastTargets,
     close: () =>
@@ -308,6 +333,20 @@ function enforceStrictTokenRules(ctx: KoaContext): void {
       scope: dropped.join(' '),
     };
   }
+}
+
+/** SMART App Launch 2 section 2.1: what a backend-services server publishes about itself. */
+function smartConfigurationOf(metadata: Record<string, unknown>): Record<string, unknown> {
+  return {
+    issuer: metadata.issuer,
+    jwks_uri: metadata.jwks_uri,
+    token_endpoint: metadata.token_endpoint,
+    token_endpoint_auth_methods_supported: metadata.token_endpoint_auth_methods_supported,
+    token_endpoint_auth_signing_alg_values_supported: metadata.token_endpoint_auth_signing_alg_values_supported,
+    grant_types_supported: ['client_credentials'],
+    scopes_supported: metadata.scopes_supported,
+    capabilities: ['client-confidential-symmetric', 'client-confidential-asymmetric', 'permission-v2'],
+  };
 }
 
 function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Record<string, unknown> } | undefined {

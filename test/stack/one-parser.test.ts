@@ -98,7 +98,7 @@ describe('one parser, the same answer on every path (issue 16 item 8)', () => {
       /^tokenBroker\.clients\.suffixless\.secretName: the ARN .* lacks the six-character suffix/,
       /^tokenBroker\.clients\.second\.secretName: the same secret as tokenBroker\.clients\.first\.secretName/,
       /^tokenBroker\.clients\.lasting\.defaultExpiresIn: must be a whole number of seconds from 1 to 2678400/,
-      /^tokenBroker\.clients\.bare\.wellKnownUrl: is required$/,
+      /^tokenBroker\.clients\.bare\.wellKnownUrl: is required \(or tokenEndpoint, for a provider without metadata\)$/,
       /^tokenBroker\.clients\.bare\.secretName: is required$/,
     ]) {
       assert.ok(

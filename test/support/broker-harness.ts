@@ -65,7 +65,8 @@ export async function startBrokerHarness() {
   const [bwell, basic, revoked] = secretClients as [LocalSecretClient, LocalSecretClient, LocalSecretClient];
   const smartRsa = signingKey('smart-rsa-id', 'rsa');
   const smartEc = signingKey('smart-ec-id', 'ec');
-  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client];
+  const smartConfigured = signingKey('smart-configured-id', 'ec');
+  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client, smartConfigured.client];
   const oidc = await startOidcServer({
     clients: [...secretClients, ...keyClients],
     tls: { key: tls.key, cert: tls.cert },
@@ -89,7 +90,7 @@ export async function startBrokerHarness() {
     'token-broker/basic',
     JSON.stringify({ client_id: basic.clientId, client_secret: basic.clientSecret }),
   );
-  for (const smart of [smartRsa, smartEc]) {
+  for (const smart of [smartRsa, smartEc, smartConfigured]) {
     secretsManager.putSecret(
       `token-broker/${smart.client.clientId}`,
       JSON.stringify({ client_id: smart.client.clientId, private_key_jwk: smart.privateJwk }),
@@ -140,6 +141,13 @@ export async function startBrokerHarness() {
     'smart-ec': {
       wellKnownUrl: oidc.wellKnownUrl,
       secretName: 'token-broker/smart-ec-id',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+    },
+    // SMART Backend Services as Epic publishes it: a smart-configuration at the FHIR base, no issuer to match.
+    'smart-configured': {
+      wellKnownUrl: oidc.smartConfigurationUrl,
+      secretName: 'token-broker/smart-configured-id',
       scopes: read,
       authMethod: 'private_key_jwt',
     },
@@ -210,7 +218,7 @@ export async function startBrokerHarness() {
       revoked.clientSecret,
       revokedSecret,
       sealing.key,
-      ...[smartRsa, smartEc].flatMap((smart) =>
+      ...[smartRsa, smartEc, smartConfigured].flatMap((smart) =>
         [smart.privateJwk.d, smart.privateJwk.p].filter((part) => part !== undefined),
       ),
     ],
@@ -230,7 +238,12 @@ export async function startBrokerHarness() {
       if (own.secretName !== undefined) secretsManager.putSecret(own.secretName, bwellSecret);
       process.env[environmentVariables.clients] = JSON.stringify({
         ...JSON.parse(registry),
-        [name]: { wellKnownUrl: oidc.wellKnownUrl, ...client, ...own },
+        // A client with a fixed tokenEndpoint has no metadata to discover.
+        [name]: {
+          ...(client.tokenEndpoint === undefined ? { wellKnownUrl: oidc.wellKnownUrl } : {}),
+          ...client,
+          ...own,
+        },
       });
       try {
         const extended = newContainer();

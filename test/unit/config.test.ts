@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ConfigError, discoveryLocation, parseClientRegistry } from '../../lambdas/core/config.js';
+import {
+  type ClientConfig,
+  ConfigError,
+  discoveryLocation,
+  parseClientRegistry,
+  providerHostOf,
+} from '../../lambdas/core/config.js';
 
 const valid = {
   wellKnownUrl: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_e4iVm1J4X/.well-known/openid-configuration',
@@ -134,5 +140,44 @@ describe('client registry', () => {
     const oauth2 = discoveryLocation('https://as.example/.well-known/oauth-authorization-server/tenant');
     assert.equal(oauth2.issuer.href, 'https://as.example/tenant');
     assert.equal(oauth2.algorithm, 'oauth2');
+  });
+
+  it('takes a SMART configuration at a FHIR base, whose base (not an issuer) approves the token endpoint host', () => {
+    const smart = discoveryLocation('https://fhir.epic.example/api/FHIR/R4/.well-known/smart-configuration');
+    assert.equal(smart.algorithm, 'smart');
+    assert.equal(smart.issuer.href, 'https://fhir.epic.example/api/FHIR/R4');
+    const registry = parseClientRegistry({
+      epic: { ...valid, wellKnownUrl: 'https://fhir.epic.example/api/FHIR/R4/.well-known/smart-configuration' },
+    });
+    assert.equal(providerHostOf(registry.epic as ClientConfig), 'fhir.epic.example');
+  });
+
+  it('takes a fixed tokenEndpoint instead of wellKnownUrl, never both, and never with tokenEndpointHosts', () => {
+    const { wellKnownUrl: _discovered, ...fixed } = valid;
+    const registry = parseClientRegistry({
+      legacy: { ...fixed, tokenEndpoint: 'https://auth.legacy.example/oauth/token' },
+    });
+    assert.equal(registry.legacy?.tokenEndpoint, 'https://auth.legacy.example/oauth/token');
+    assert.equal(registry.legacy?.wellKnownUrl, undefined);
+    assert.equal(providerHostOf(registry.legacy as ClientConfig), 'auth.legacy.example');
+
+    assert.match(problemsOf({ legacy: fixed }), /legacy\.wellKnownUrl: is required \(or tokenEndpoint/);
+    assert.match(
+      problemsOf({ legacy: { ...valid, tokenEndpoint: 'https://auth.legacy.example/token' } }),
+      /legacy\.tokenEndpoint: not with wellKnownUrl/,
+    );
+    assert.match(
+      problemsOf({ legacy: { ...fixed, tokenEndpoint: 'http://auth.legacy.example/token' } }),
+      /legacy\.tokenEndpoint: must be an https URL/,
+    );
+    assert.match(
+      problemsOf({ legacy: { ...fixed, tokenEndpoint: 'https://user:pw@auth.legacy.example/token' } }),
+      /legacy\.tokenEndpoint: must not carry credentials/,
+    );
+    assert.match(
+      problemsOf({ legacy: { ...fixed, tokenEndpoint: 'https://a.example/token', tokenEndpointHosts: ['a.example'] } }),
+      /legacy\.tokenEndpointHosts: not with tokenEndpoint/,
+    );
+    assert.match(problemsOf({ legacy: { ...fixed, tokenEndpoint: 'token' } }), /must be an absolute URL/);
   });
 });
