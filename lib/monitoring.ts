@@ -248,6 +248,7 @@ export class TokenBrokerMonitoring extends Construct {
           count('LeaseWaits'),
           count('StaleServed'),
           count('SecretReloads'),
+          count('SecretFallbacks'),
           count('TokenEndpointRefused'),
           brokerMetricOf('ColdStart', {
             label: 'ColdStart',

@@ -7,6 +7,7 @@ import type {
   ClientCredentials,
   Clock,
   PrivateJwk,
+  RotationCredentials,
   SealingKeySource,
   SecretReadOptions,
   SecretSource,
@@ -61,6 +62,33 @@ export class SecretsManagerSecretSource implements SecretSource {
     const credentials = parseCredentials(clientName, client, secretString);
     this.remembered.set(client.secretName, { credentials, readAt: this.clock.now() });
     return credentials;
+  }
+
+  /**
+   * The AWSPENDING and AWSPREVIOUS versions, read only when the provider refused the current one: a rotation
+   * that reached the provider before Secrets Manager (pending) or after it (previous) loses no request.
+   */
+  async getRotationCredentials(clientName: string, client: ClientConfig): Promise<RotationCredentials[]> {
+    const stages = [
+      { stage: 'pending', versionStage: 'AWSPENDING' },
+      { stage: 'previous', versionStage: 'AWSPREVIOUS' },
+    ] as const;
+    const read = await Promise.all(
+      stages.map(async ({ stage, versionStage }): Promise<RotationCredentials | undefined> => {
+        try {
+          const value = await readSecretString(this.client, client.secretName, versionStage);
+          return { stage, credentials: parseCredentials(clientName, client, value) };
+        } catch (error) {
+          // No such version is the usual case; any other failure leaves the fallback out, and is said.
+          const name = error instanceof BrokerError ? 'malformed' : errorNameOf(error);
+          if (name !== 'ResourceNotFoundException') {
+            this.logger.warn('rotation secret not usable; not tried', { client: clientName, stage, errorName: name });
+          }
+          return undefined;
+        }
+      }),
+    );
+    return read.filter((entry) => entry !== undefined);
   }
 }
 
@@ -117,8 +145,17 @@ export class SecretsManagerSealingKeySource implements SealingKeySource {
   }
 }
 
-async function readSecretString(client: SecretsManagerClient, secretId: string): Promise<string | undefined> {
-  const output = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
+async function readSecretString(
+  client: SecretsManagerClient,
+  secretId: string,
+  versionStage?: string,
+): Promise<string | undefined> {
+  const output = await client.send(
+    new GetSecretValueCommand({
+      SecretId: secretId,
+      ...(versionStage === undefined ? {} : { VersionStage: versionStage }),
+    }),
+  );
   return output.SecretString;
 }
 

@@ -455,7 +455,11 @@ export class TokenBroker {
     }
   }
 
-  /** An invalid_client answer may mean the secret was just rotated: re-read it once and try again. */
+  /**
+   * An invalid_client answer may mean a rotation is under way: the secret re-read (it may have just become
+   * current), then the rotation's pending and previous secrets, each tried once. The token is sealed under the
+   * current secret whichever one the provider took, since that is what every container reads.
+   */
   private async fetchFromEndpoint(
     target: Target,
     credentials: ClientCredentials,
@@ -464,17 +468,43 @@ export class TokenBroker {
     try {
       return { token: await this.callEndpoint(target, credentials, deadline), credentials };
     } catch (error) {
-      if (!(error instanceof BrokerError && error.upstreamError === 'invalid_client')) throw error;
+      if (!isInvalidClient(error)) throw error;
       const reread = await this.secrets.getCredentials(target.clientName, target.client, { refresh: true });
-      if (reread.clientId === credentials.clientId && secretMaterialOf(reread) === secretMaterialOf(credentials))
-        throw error;
-      // The retry belongs to the same budget: past its deadline the lease may be someone else's.
-      if (this.clock.now() >= deadline) throw error;
-      this.metrics.count('SecretReloads', target.clientName);
-      this.logger.info('token endpoint refused the client; retrying with the re-read secret', {
-        client: target.clientName,
-      });
-      return { token: await this.callEndpoint(target, reread, deadline), credentials: reread };
+      const tried = [credentials];
+      if (!sameCredentials(reread, credentials)) {
+        // The retry belongs to the same budget: past its deadline the lease may be someone else's.
+        if (this.clock.now() >= deadline) throw error;
+        this.metrics.count('SecretReloads', target.clientName);
+        this.logger.info('token endpoint refused the client; retrying with the re-read secret', {
+          client: target.clientName,
+        });
+        try {
+          return { token: await this.callEndpoint(target, reread, deadline), credentials: reread };
+        } catch (retryError) {
+          if (!isInvalidClient(retryError)) throw retryError;
+          tried.push(reread);
+        }
+      }
+      const rotation = await this.secrets.getRotationCredentials(target.clientName, target.client);
+      for (const { stage, credentials: candidate } of rotation) {
+        if (tried.some((done) => sameCredentials(done, candidate))) continue;
+        if (this.clock.now() >= deadline) break;
+        tried.push(candidate);
+        try {
+          const token = await this.callEndpoint(target, candidate, deadline);
+          this.metrics.count('SecretFallbacks', target.clientName);
+          this.logger.warn(
+            stage === 'pending'
+              ? "token endpoint took the client's pending secret, not its current one: finish the rotation"
+              : "token endpoint took the client's previous secret, not its current one: the provider has not taken the new secret yet",
+            { client: target.clientName, secretStage: stage },
+          );
+          return { token, credentials: reread };
+        } catch (fallbackError) {
+          if (!isInvalidClient(fallbackError)) throw fallbackError;
+        }
+      }
+      throw error;
     }
   }
 
@@ -699,4 +729,12 @@ function wholeSeconds(
   const problem = wholeNumberProblem(seconds, bounds);
   if (problem !== undefined) throw new RangeError(`${name} ${problem}`);
   return seconds;
+}
+
+function isInvalidClient(error: unknown): boolean {
+  return error instanceof BrokerError && error.upstreamError === 'invalid_client';
+}
+
+function sameCredentials(a: ClientCredentials, b: ClientCredentials): boolean {
+  return a.clientId === b.clientId && secretMaterialOf(a) === secretMaterialOf(b);
 }

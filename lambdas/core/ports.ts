@@ -30,6 +30,17 @@ export interface SecretReadOptions {
 /** Where a client's id and secret live (Secrets Manager in production). */
 export interface SecretSource {
   getCredentials(clientName: string, client: ClientConfig, options?: SecretReadOptions): Promise<ClientCredentials>;
+  /**
+   * The client's other live credentials while a rotation is under way, in the order to try them: the pending
+   * version (written, not yet current) and the previous one (current until the rotation finished). Empty outside
+   * a rotation, and when they cannot be read: they are a fallback, never a reason to fail.
+   */
+  getRotationCredentials(clientName: string, client: ClientConfig): Promise<RotationCredentials[]>;
+}
+
+export interface RotationCredentials {
+  stage: 'pending' | 'previous';
+  credentials: ClientCredentials;
 }
 
 /**
@@ -140,6 +151,8 @@ export type BrokerMetric =
   | 'LeaseWaits'
   | 'StaleServed'
   | 'SecretReloads'
+  /** The provider refused the current secret and took the pending or previous one of a rotation. */
+  | 'SecretFallbacks'
   /** A token endpoint on a host not approved for the client: nothing was sent to it. */
   | 'TokenEndpointRefused';
 

@@ -1,6 +1,6 @@
 import type { ClientConfig } from '../core/config.js';
 import { BrokerError } from '../core/errors.js';
-import type { ClientCredentials, SealingKeySource, SecretSource } from '../core/ports.js';
+import type { ClientCredentials, RotationCredentials, SealingKeySource, SecretSource } from '../core/ports.js';
 
 /** Secrets held in memory by secret name: the local dev server's stand-in for Secrets Manager. */
 export class StaticSecretSource implements SecretSource {
@@ -11,6 +11,11 @@ export class StaticSecretSource implements SecretSource {
     if (credentials === undefined)
       throw new BrokerError('unavailable', `the secret of client ${clientName} does not exist`);
     return credentials;
+  }
+
+  /** Generated at each start, never rotated. */
+  async getRotationCredentials(): Promise<RotationCredentials[]> {
+    return [];
   }
 }
 

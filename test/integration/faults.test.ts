@@ -153,8 +153,8 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       assert.equal(harness.proxy.received('token'), 1, 'one token request: same secret, nothing to retry with');
       assert.equal(
         harness.secretsManager.getSecretValueCalls(),
-        reads + 3,
-        "the secret's first read and one re-read, and the sealing key's read",
+        reads + 5,
+        "the secret's first read and one re-read, the sealing key's read, and AWSPENDING and AWSPREVIOUS (none)",
       );
       assert.equal(container.metrics.of('SecretReloads'), 0);
     });
@@ -445,6 +445,52 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       // The old token of the first scope set is still served; the new secret is used from now on.
       ok(await container.http('rotating', readScope));
     });
+
+    faultTest(
+      'loses no request when the provider takes the new secret before Secrets Manager makes it current (AWSPENDING)',
+      async (logs) => {
+        const container = harness.newContainer();
+        ok(await container.http('pending', readScope));
+        const rotated = randomValue();
+        await harness.rotateAtProvider('faults-pending', rotated);
+        harness.rotateInSecretsManager('faults-pending', rotated, { pending: true });
+        harness.proxy.reset();
+        const reads = harness.secretsManager.getSecretValueCalls();
+        const upstream = harness.upstreamTokenRequests();
+        ok(await container.http('pending', writeScope));
+        assert.equal(harness.upstreamTokenRequests(), upstream + 2, 'refused with the current secret, then accepted');
+        // The current one re-read, then AWSPENDING and AWSPREVIOUS (there is none yet).
+        assert.equal(harness.secretsManager.getSecretValueCalls(), reads + 3);
+        assert.equal(container.metrics.of('SecretFallbacks'), 1);
+        assert.ok(logs.lines().some((line) => line.secretStage === 'pending' && line.level === 'WARN'));
+
+        // Once the rotation finishes, a new container reads the new secret as current and is taken at once.
+        harness.finishRotationInSecretsManager('faults-pending');
+        const fresh = harness.newContainer();
+        const before = harness.upstreamTokenRequests();
+        ok(await fresh.http('pending', `${readScope} ${writeScope}`));
+        assert.equal(harness.upstreamTokenRequests(), before + 1);
+        assert.equal(fresh.metrics.of('SecretFallbacks'), 0);
+      },
+    );
+
+    faultTest(
+      'loses no request when Secrets Manager rotates before the provider takes the new secret (AWSPREVIOUS)',
+      async (logs) => {
+        harness.rotateInSecretsManager('faults-lagging', randomValue());
+        const container = harness.newContainer();
+        const upstream = harness.upstreamTokenRequests();
+        ok(await container.http('lagging', readScope));
+        assert.equal(harness.upstreamTokenRequests(), upstream + 2, 'refused with the new secret, taken with the old');
+        assert.equal(container.metrics.of('SecretFallbacks'), 1);
+        assert.ok(logs.lines().some((line) => line.secretStage === 'previous' && line.level === 'WARN'));
+        // Another container finds that token in the table: it is sealed under the secret every container reads.
+        const other = harness.newContainer();
+        const before = harness.upstreamTokenRequests();
+        ok(await other.http('lagging', readScope));
+        assert.equal(harness.upstreamTokenRequests(), before);
+      },
+    );
 
     faultTest('picks a rotated secret up within the cache bound, without a redeploy', async () => {
       const container = harness.newContainer();

@@ -327,7 +327,14 @@ describe('the dashboard', () => {
 
   it("the broker's other events, ColdStart with Powertools' function_name dimension", () => {
     const metrics = widget('Broker events');
-    for (const name of ['Invalidations', 'SharedCacheErrors', 'LeaseWaits', 'StaleServed', 'SecretReloads']) {
+    for (const name of [
+      'Invalidations',
+      'SharedCacheErrors',
+      'LeaseWaits',
+      'StaleServed',
+      'SecretReloads',
+      'SecretFallbacks',
+    ]) {
       assert.ok(metrics.includes(`"${name}","service","token-broker"`), name);
     }
     assert.match(metrics, /"ColdStart","function_name","REF","service","token-broker"/);

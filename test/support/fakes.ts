@@ -8,6 +8,7 @@ import type {
   Clock,
   IssuedToken,
   PutOutcome,
+  RotationCredentials,
   SealingKeySource,
   SecretSource,
   StoredToken,
@@ -122,7 +123,14 @@ export class FixedSecretSource implements SecretSource {
   reads = 0;
   refreshes = 0;
   failing = false;
+  /** What a rotation under way offers besides the current credentials. */
+  rotation: RotationCredentials[] = [];
+  rotationReads = 0;
   constructor(public credentials: ClientCredentials) {}
+  async getRotationCredentials(): Promise<RotationCredentials[]> {
+    this.rotationReads++;
+    return this.rotation;
+  }
   async getCredentials(_name: string, _client: unknown, options?: { refresh?: boolean }): Promise<ClientCredentials> {
     this.reads++;
     if (options?.refresh) this.refreshes++;

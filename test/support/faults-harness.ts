@@ -56,6 +56,8 @@ export async function startFaultsHarness() {
     { clientId: 'faults-main', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
     { clientId: 'faults-rotating', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
     { clientId: 'faults-bounded', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
+    { clientId: 'faults-pending', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
+    { clientId: 'faults-lagging', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
   ];
   /** Every secret value ever used, for the leak checks. */
   const secretValues = provider.map((client) => client.clientSecret);
@@ -72,6 +74,8 @@ export async function startFaultsHarness() {
     'faults-main': 'faults/main',
     'faults-rotating': 'faults/rotating',
     'faults-bounded': 'faults/bounded',
+    'faults-pending': 'faults/pending',
+    'faults-lagging': 'faults/lagging',
   };
   for (const client of provider)
     secretsManager.putSecret(secretNames[client.clientId as keyof typeof secretNames], secretJson(client));
@@ -90,6 +94,8 @@ export async function startFaultsHarness() {
     'default-expiry': client('faults/main', { defaultExpiresIn: 900 }),
     rotating: client('faults/rotating'),
     bounded: client('faults/bounded'),
+    pending: client('faults/pending'),
+    lagging: client('faults/lagging'),
     'fields-missing': client('faults/fields-missing'),
     'not-json': client('faults/not-json'),
   };
@@ -161,13 +167,19 @@ export async function startFaultsHarness() {
       // Let the proxy's keep-alive pool see that its connections to the old server closed.
       await new Promise((resolve) => setTimeout(resolve, 50));
     },
-    /** The stand-in's secret for `clientId` now holds `newSecret` (a new AWSCURRENT version). */
-    rotateInSecretsManager(clientId: keyof typeof secretNames, newSecret: string) {
+    /**
+     * The stand-in's secret for `clientId` now holds `newSecret`: a new AWSCURRENT version (the old one becomes
+     * AWSPREVIOUS), or with `pending` a new AWSPENDING version, as a rotation function's createSecret step leaves it.
+     */
+    rotateInSecretsManager(clientId: keyof typeof secretNames, newSecret: string, options: { pending?: boolean } = {}) {
       secretValues.push(newSecret);
-      secretsManager.putSecret(
-        secretNames[clientId],
-        JSON.stringify({ client_id: clientId, client_secret: newSecret }),
-      );
+      const value = JSON.stringify({ client_id: clientId, client_secret: newSecret });
+      if (options.pending === true) secretsManager.putPendingSecret(secretNames[clientId], value);
+      else secretsManager.putSecret(secretNames[clientId], value);
+    },
+    /** The rotation's finishSecret step: AWSPENDING becomes AWSCURRENT. */
+    finishRotationInSecretsManager(clientId: keyof typeof secretNames) {
+      secretsManager.finishRotation(secretNames[clientId]);
     },
     /** Stores a secret value of the test's choice; it joins the values that must never be logged. */
     putSecret(secretName: string, value: string, sensitive: string[]) {

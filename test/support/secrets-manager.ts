@@ -7,7 +7,8 @@
  * exercised. Point the SDK at it with `AWS_ENDPOINT_URL_SECRETS_MANAGER=<endpoint>`.
  *
  * It insists on a SigV4 `Authorization` header (the signature itself is not verified) and implements
- * GetSecretValue, CreateSecret and PutSecretValue.
+ * GetSecretValue, CreateSecret, PutSecretValue and UpdateSecretVersionStage, with staging labels as the service
+ * keeps them: one version per label, and AWSPREVIOUS following AWSCURRENT when AWSCURRENT moves.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -21,6 +22,13 @@ export interface SecretsManagerStandIn {
   endpoint: string;
   /** Creates the secret, or stores `value` as its new AWSCURRENT version; returns the secret's ARN. */
   putSecret(name: string, value: string): string;
+  /**
+   * Starts a rotation as a rotation function's createSecret step does: `value` becomes a new version labelled
+   * AWSPENDING, AWSCURRENT stays where it is. Returns the new version's id.
+   */
+  putPendingSecret(name: string, value: string): string;
+  /** Finishes it as finishSecret does: AWSCURRENT moves to the AWSPENDING version, AWSPREVIOUS to the old one. */
+  finishRotation(name: string): void;
   /** GetSecretValue requests received (including failed ones and SDK retries). */
   getSecretValueCalls(): number;
   /**
@@ -36,6 +44,7 @@ interface SecretVersion {
   versionId: string;
   value: string;
   createdDate: Date;
+  stages: Set<string>;
 }
 
 interface StoredSecret {
@@ -88,7 +97,7 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
       name,
       arn: `arn:aws:secretsmanager:${region}:123456789012:secret:${name}-${suffix}`,
       createdDate: now,
-      versions: [{ versionId: randomUUID(), value, createdDate: now }],
+      versions: [{ versionId: randomUUID(), value, createdDate: now, stages: new Set(['AWSCURRENT']) }],
     };
     secrets.set(name, secret);
     return secret;
@@ -103,16 +112,38 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
     return secret;
   };
 
-  const addVersion = (secret: StoredSecret, value: string): SecretVersion => {
-    const version = { versionId: randomUUID(), value, createdDate: new Date() };
+  const labelled = (secret: StoredSecret, stage: string): SecretVersion | undefined =>
+    secret.versions.find((version) => version.stages.has(stage));
+
+  /** A label is on one version at most; moving AWSCURRENT leaves AWSPREVIOUS on the version it left. */
+  const moveStage = (secret: StoredSecret, stage: string, to: SecretVersion): void => {
+    const from = labelled(secret, stage);
+    if (from === to) return;
+    from?.stages.delete(stage);
+    to.stages.add(stage);
+    if (stage === 'AWSCURRENT' && from !== undefined) moveStage(secret, 'AWSPREVIOUS', from);
+  };
+
+  const addVersion = (secret: StoredSecret, value: string, stages: readonly string[] = ['AWSCURRENT']) => {
+    const version: SecretVersion = { versionId: randomUUID(), value, createdDate: new Date(), stages: new Set() };
     secret.versions.push(version);
+    for (const stage of stages) moveStage(secret, stage, version);
     return version;
   };
 
   const current = (secret: StoredSecret): SecretVersion => {
-    const version = secret.versions.at(-1);
+    const version = labelled(secret, 'AWSCURRENT');
     if (!version) throw notFound();
     return version;
+  };
+
+  const stagesOf = (input: Record<string, unknown>): string[] | undefined => {
+    const stages = input.VersionStages;
+    if (stages === undefined) return undefined;
+    if (!Array.isArray(stages) || !stages.every((stage) => typeof stage === 'string')) {
+      throw new AwsError('InvalidParameterException', 400, 'VersionStages must be a list of strings.');
+    }
+    return stages;
   };
 
   const secretString = (input: Record<string, unknown>): string => {
@@ -132,17 +163,18 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
       const fault = pendingFaults.shift();
       if (fault) throw faults[fault]();
       const secret = find(input.SecretId);
+      const stage = typeof input.VersionStage === 'string' ? input.VersionStage : undefined;
       const version =
         typeof input.VersionId === 'string'
-          ? secret.versions.find((v) => v.versionId === input.VersionId)
-          : current(secret);
-      if (!version || (input.VersionStage !== undefined && input.VersionStage !== 'AWSCURRENT')) throw notFound();
+          ? secret.versions.find((v) => v.versionId === input.VersionId && (stage === undefined || v.stages.has(stage)))
+          : labelled(secret, stage ?? 'AWSCURRENT');
+      if (!version) throw notFound();
       return {
         ARN: secret.arn,
         Name: secret.name,
         VersionId: version.versionId,
         SecretString: version.value,
-        VersionStages: version === current(secret) ? ['AWSCURRENT'] : [],
+        VersionStages: [...version.stages],
         CreatedDate: version.createdDate.getTime() / 1000,
       };
     },
@@ -155,8 +187,23 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
     },
     PutSecretValue(input) {
       const secret = find(input.SecretId);
-      const version = addVersion(secret, secretString(input));
-      return { ARN: secret.arn, Name: secret.name, VersionId: version.versionId, VersionStages: ['AWSCURRENT'] };
+      const version = addVersion(secret, secretString(input), stagesOf(input));
+      return { ARN: secret.arn, Name: secret.name, VersionId: version.versionId, VersionStages: [...version.stages] };
+    },
+    UpdateSecretVersionStage(input) {
+      const secret = find(input.SecretId);
+      if (typeof input.VersionStage !== 'string') {
+        throw new AwsError('InvalidParameterException', 400, 'You must provide a VersionStage.');
+      }
+      const stage = input.VersionStage;
+      const from = labelled(secret, stage);
+      if (input.RemoveFromVersionId !== undefined && from?.versionId !== input.RemoveFromVersionId) {
+        throw new AwsError('InvalidParameterException', 400, `The staging label ${stage} is not on that version.`);
+      }
+      const to = secret.versions.find((version) => version.versionId === input.MoveToVersionId);
+      if (to !== undefined) moveStage(secret, stage, to);
+      else if (from !== undefined) from.stages.delete(stage);
+      return { ARN: secret.arn, Name: secret.name };
     },
   };
 
@@ -224,6 +271,18 @@ export async function startSecretsManagerStandIn(): Promise<SecretsManagerStandI
       const secret = secrets.get(name);
       if (secret) addVersion(secret, value);
       return (secret ?? create(name, value)).arn;
+    },
+    putPendingSecret(name, value) {
+      const secret = secrets.get(name);
+      if (!secret) throw new Error(`no secret ${name} to rotate`);
+      return addVersion(secret, value, ['AWSPENDING']).versionId;
+    },
+    finishRotation(name) {
+      const secret = secrets.get(name);
+      const pending = secret === undefined ? undefined : labelled(secret, 'AWSPENDING');
+      if (secret === undefined || pending === undefined) throw new Error(`no rotation of ${name} in progress`);
+      moveStage(secret, 'AWSCURRENT', pending);
+      pending.stages.delete('AWSPENDING');
     },
     getSecretValueCalls: () => getSecretValueCalls,
     failNext(count, kind = 'InternalServiceError') {

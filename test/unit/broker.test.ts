@@ -689,6 +689,79 @@ describe('TokenBroker', () => {
       assert.equal(secrets.refreshes, 1);
     });
 
+    /** A provider that takes only `accepted`; every other secret is invalid_client. */
+    function providerTaking(endpoint: ScriptedTokenEndpoint, accepted: string) {
+      endpoint.answerWith(async (request, call) => {
+        if (request.credentials.clientSecret !== accepted) {
+          throw new BrokerError('upstream_error', 'refused: invalid_client', { upstreamError: 'invalid_client' });
+        }
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+    }
+
+    it("takes the rotation's pending secret when the provider has it before Secrets Manager made it current", async () => {
+      const { broker, endpoint, secrets, metrics, logger } = setup();
+      providerTaking(endpoint, 'new');
+      secrets.rotation = [{ stage: 'pending', credentials: { clientId: 'id', clientSecret: 'new' } }];
+      const result = await broker.getToken({ client: 'bwell' });
+      assert.equal(result.response.access_token, 'token-2');
+      assert.deepEqual(
+        endpoint.requests.map((request) => request.credentials.clientSecret),
+        ['secret', 'new'],
+      );
+      assert.equal(metrics.of('SecretFallbacks'), 1);
+      const warning = logger.lines.find((line) => line.attributes.secretStage === 'pending');
+      assert.match(warning?.message ?? '', /pending secret.*finish the rotation/);
+      assert.doesNotMatch(JSON.stringify(logger.lines), /"new"/);
+    });
+
+    it('takes the previous secret when Secrets Manager rotated before the provider did', async () => {
+      const { broker, endpoint, secrets, metrics } = setup();
+      providerTaking(endpoint, 'old');
+      secrets.rotation = [{ stage: 'previous', credentials: { clientId: 'id', clientSecret: 'old' } }];
+      assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'token-2');
+      assert.equal(metrics.of('SecretFallbacks'), 1);
+    });
+
+    it('seals a token the previous secret got under the current one, so other containers read it', async () => {
+      const { broker, endpoint, secrets, newBroker } = setup();
+      providerTaking(endpoint, 'old');
+      secrets.rotation = [{ stage: 'previous', credentials: { clientId: 'id', clientSecret: 'old' } }];
+      const first = await broker.getToken({ client: 'bwell' });
+      const other = await newBroker().getToken({ client: 'bwell' });
+      assert.equal(other.cache, 'table');
+      assert.equal(other.response.access_token, first.response.access_token);
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('tries each live secret once, skipping repeats, and answers the first refusal when all are refused', async () => {
+      const { broker, endpoint, secrets, metrics } = setup();
+      providerTaking(endpoint, 'nobody-has-this');
+      secrets.rotation = [
+        { stage: 'pending', credentials: { clientId: 'id', clientSecret: 'pending' } },
+        { stage: 'previous', credentials: { clientId: 'id', clientSecret: 'secret' } },
+      ];
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.deepEqual(
+        endpoint.requests.map((request) => request.credentials.clientSecret),
+        ['secret', 'pending'],
+      );
+      assert.equal(metrics.of('SecretFallbacks'), 0);
+    });
+
+    it('tries the re-read secret before the rotation ones', async () => {
+      const { broker, endpoint, secrets } = setup();
+      providerTaking(endpoint, 'previous');
+      secrets.rotation = [{ stage: 'previous', credentials: { clientId: 'id', clientSecret: 'previous' } }];
+      secrets.getCredentials = async (_name, _client, options) =>
+        options?.refresh ? { clientId: 'id', clientSecret: 'reread' } : { clientId: 'id', clientSecret: 'cached' };
+      await broker.getToken({ client: 'bwell' });
+      assert.deepEqual(
+        endpoint.requests.map((request) => request.credentials.clientSecret),
+        ['cached', 'reread', 'previous'],
+      );
+    });
+
     it('does not re-read the secret for other refusals', async () => {
       const { broker, endpoint, secrets } = setup();
       endpoint.answerWith(async () => {
@@ -696,6 +769,7 @@ describe('TokenBroker', () => {
       });
       await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
       assert.equal(secrets.refreshes, 0);
+      assert.equal(secrets.rotationReads, 0);
     });
   });
 
