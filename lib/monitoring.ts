@@ -249,6 +249,7 @@ export class TokenBrokerMonitoring extends Construct {
           count('StaleServed'),
           count('SecretReloads'),
           count('SecretFallbacks'),
+          count('ForcedRefreshes'),
           count('TokenEndpointRefused'),
           brokerMetricOf('ColdStart', {
             label: 'ColdStart',

@@ -38,11 +38,14 @@ import {
   type ClientRegistry,
   ConfigError,
   configErrorOf,
+  maxTargetLength,
   type NamedArn,
   partitionOf,
   secretIdentityOfArn,
   sharedSecretProblem,
 } from '../lambdas/core/config.js';
+import { maxMinTtlSeconds } from '../lambdas/core/freshness.js';
+import { maxScopeLength } from '../lambdas/core/scope.js';
 import {
   readTokenBrokerSettings,
   type SettingName,
@@ -928,7 +931,11 @@ export class TokenBroker extends Construct {
         type: apigateway.JsonSchemaType.OBJECT,
         additionalProperties: false,
         properties: {
-          scope: { type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength: 1024 },
+          scope: { type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength: maxScopeLength },
+          audience: { type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength: maxTargetLength },
+          resource: { type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength: maxTargetLength },
+          minTtl: { type: apigateway.JsonSchemaType.INTEGER, minimum: 0, maximum: maxMinTtlSeconds },
+          forceRefresh: { type: apigateway.JsonSchemaType.BOOLEAN },
         },
       },
     });

@@ -7,6 +7,7 @@ import {
   wholeNumberProblem,
 } from './config.js';
 import { BrokerError } from './errors.js';
+import { asksForFreshness, type Freshness, meetsFreshness, resolveFreshness } from './freshness.js';
 import type {
   BrokerLogger,
   BrokerMetrics,
@@ -113,6 +114,10 @@ export interface GetTokenRequest {
   audience?: string;
   /** One of the client's `resources`; absent means its `defaultResource`, if any. */
   resource?: string;
+  /** Seconds the token must still be valid for (freshness.ts caps it at half a token's lifetime). */
+  minTtl?: number;
+  /** The caller's token was refused: serve none issued before the last forceRefreshIntervalSeconds. */
+  forceRefresh?: boolean;
 }
 
 /** Exactly what callers receive: nothing else of the upstream answer is passed on. */
@@ -139,6 +144,8 @@ export interface TokenResult {
   parameters: TokenParameters;
   /** How long the token endpoint took, when this answer waited for it. */
   upstreamMs?: number;
+  /** The caller's minTtl and forceRefresh, when it asked for either, for the audit line. */
+  asked?: { minTtl?: number; forceRefresh?: true };
 }
 
 interface Loaded {
@@ -160,6 +167,8 @@ interface Target {
   /** The parameters sent beside the scope, part of the key. */
   parameters: TokenParameters;
   key: string;
+  /** What this caller needs of the token besides the key (minTtl, forceRefresh); {} for most requests. */
+  freshness: Freshness;
 }
 
 /**
@@ -248,22 +257,28 @@ export class TokenBroker {
     const client = this.clientNamed(request.client);
     const scopes = resolveScope(request.client, client, request.scope);
     const parameters = resolveParameters(request.client, client, request);
+    const freshness = resolveFreshness(request, this.clock.now());
     const key = cacheKeyOf(request.client, scopes, parameters);
-    const target: Target = { clientName: request.client, client, scopes, parameters, key };
+    const target: Target = { clientName: request.client, client, scopes, parameters, key, freshness };
     const requestedScope = scopes.join(' ');
     const revocationCheck = this.revocationCheckDue(request.client);
     if (revocationCheck !== undefined) await revocationCheck;
 
     const remembered = this.memory.get(target.key);
-    const current =
-      remembered !== undefined && this.isServable(remembered) && !this.isRevoked(request.client, remembered)
-        ? remembered
-        : undefined;
+    const current = remembered !== undefined && this.isUsable(target, remembered) ? remembered : undefined;
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
     if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
       return { response: this.present(current), cache: 'memory', requestedScope, parameters };
     }
-    const loaded = await this.singleFlight(target.key, () => this.load(target, current));
+    let loaded: Loaded;
+    if (asksForFreshness(freshness)) {
+      // Callers with a requirement share a load among themselves, not with ordinary ones whose answer (a token
+      // from the table, say) may not meet it; and one that another's load did not satisfy loads once more.
+      loaded = await this.singleFlight(`${target.key}\u0000fresh`, () => this.load(target, current));
+      if (!meetsFreshness(loaded.token, freshness, this.clock.now())) loaded = await this.load(target, current);
+    } else {
+      loaded = await this.singleFlight(target.key, () => this.load(target, current));
+    }
     const result: TokenResult = {
       response: this.present(loaded.token),
       cache: loaded.cache,
@@ -271,6 +286,12 @@ export class TokenBroker {
       parameters,
     };
     if (loaded.upstreamMs !== undefined) result.upstreamMs = loaded.upstreamMs;
+    if (asksForFreshness(freshness)) {
+      result.asked = {
+        ...(freshness.minRemainingMs === undefined ? {} : { minTtl: freshness.minRemainingMs / 1000 }),
+        ...(freshness.notIssuedBefore === undefined ? {} : { forceRefresh: true }),
+      };
+    }
     return result;
   }
 
@@ -352,6 +373,15 @@ export class TokenBroker {
     return this.clients[name] as ClientConfig;
   }
 
+  /** Servable, not revoked, and what this caller asked for (minTtl, forceRefresh). */
+  private isUsable(target: Target, token: CachedToken): boolean {
+    return (
+      this.isServable(token) &&
+      !this.isRevoked(target.clientName, token) &&
+      meetsFreshness(token, target.freshness, this.clock.now())
+    );
+  }
+
   private isServable(token: CachedToken): boolean {
     const remaining = token.expiresAt - this.clock.now();
     return remaining > 0 && remaining >= servableWindowMs(token.expiresAt - token.issuedAt, this.refreshWindowSeconds);
@@ -390,12 +420,18 @@ export class TokenBroker {
       ]);
       const keys: Keys = { credentials, sealingKey };
       const stored = this.open(target, keys, sealed);
-      if (stored !== undefined && this.isServable(stored) && !this.isDue(stored)) {
+      if (stored !== undefined && this.isUsable(target, stored) && !this.isDue(stored)) {
         this.remember(target, stored);
         return { token: stored, cache: 'table' };
       }
-      const fallback = newest([current, stored].filter((token) => token !== undefined && this.isServable(token)));
-      return await this.renew(target, keys, fallback);
+      const fallback = newest([current, stored].filter((token) => token !== undefined && this.isUsable(target, token)));
+      // A forced refresh or a minTtl replaces a token that is still servable to others: a refresh, not a fetch.
+      const replacing =
+        fallback !== undefined ||
+        [this.memory.get(target.key), stored].some(
+          (token) => token !== undefined && this.isServable(token) && !this.isRevoked(target.clientName, token),
+        );
+      return await this.renew(target, keys, fallback, replacing);
     } catch (error) {
       // A renewal that fails (secret unreadable, endpoint down) still leaves the current token to serve.
       if (current !== undefined && this.isServable(current)) return this.serveStale(target, current, error);
@@ -417,7 +453,12 @@ export class TokenBroker {
    * others keep serving the current token or, when there is none, wait for the new one in the table. Only
    * the lease holder ever calls, and its whole exchange ends by a deadline that falls before its lease does.
    */
-  private async renew(target: Target, keys: Keys, fallback: CachedToken | undefined): Promise<Loaded> {
+  private async renew(
+    target: Target,
+    keys: Keys,
+    fallback: CachedToken | undefined,
+    replacing: boolean,
+  ): Promise<Loaded> {
     const holder = `${this.containerId}/${randomUUID()}`;
     const attempt = await this.acquireLease(target, holder);
     let lease: GoAhead;
@@ -432,6 +473,10 @@ export class TokenBroker {
     }
     const { state, deadline } = lease;
     const started = this.clock.now();
+    if (target.freshness.notIssuedBefore !== undefined) {
+      this.metrics.count('ForcedRefreshes', target.clientName);
+      this.logger.info('token refresh forced by a caller', { client: target.clientName });
+    }
     try {
       const token = await this.fetchFromEndpoint(target, keys.credentials, deadline);
       this.remember(target, token.token);
@@ -444,7 +489,7 @@ export class TokenBroker {
       }
       return {
         token: token.token,
-        cache: fallback === undefined ? 'fetched' : 'refreshed',
+        cache: replacing ? 'refreshed' : 'fetched',
         upstreamMs: this.clock.now() - started,
       };
     } catch (error) {
@@ -577,7 +622,7 @@ export class TokenBroker {
       await this.clock.sleep(leasePollMs / 2 + Math.random() * leasePollMs);
       const lease = await this.readLease(target);
       const stored = await this.readShared(target, keys);
-      if (stored !== undefined && this.isServable(stored)) {
+      if (stored !== undefined && this.isUsable(target, stored)) {
         this.remember(target, stored);
         return stored;
       }

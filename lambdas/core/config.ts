@@ -304,7 +304,8 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
   if (new Set(principals).size !== principals.length) problems.push(`${at(field)}: must not repeat a principal`);
 }
 
-const maxTargetLength = 1024;
+/** The longest audience or resource value the registry may list and a request may carry. */
+export const maxTargetLength = 1024;
 // Printable ASCII without space, '"' or '\\': never ambiguous inside the cache key (see cacheKeyOf).
 const targetCharacters = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 

@@ -153,6 +153,8 @@ export type BrokerMetric =
   | 'SecretReloads'
   /** The provider refused the current secret and took the pending or previous one of a rotation. */
   | 'SecretFallbacks'
+  /** A caller's forceRefresh made the broker call the token endpoint (at most once per key per interval). */
+  | 'ForcedRefreshes'
   /** A token endpoint on a host not approved for the client: nothing was sent to it. */
   | 'TokenEndpointRefused';
 

@@ -75,6 +75,8 @@ export function logServed(sink: AuditSink, entry: AuditContext & { client: strin
     cache: entry.result.cache,
     upstreamMs: entry.result.upstreamMs,
     expiresIn: entry.result.response.expires_in,
+    minTtl: entry.result.asked?.minTtl,
+    forceRefresh: entry.result.asked?.forceRefresh,
   });
   sink.metrics?.addMetric(outcomeMetric[entry.result.cache], MetricUnit.Count, 1);
 }

@@ -165,10 +165,80 @@ describe('token-broker client: reading answers', () => {
     assert.equal(calls(), 2);
   });
 
+  it('forceRefresh skips the cache, shares a request only with other forced ones, and its answer is cached', async () => {
+    let issued = 0;
+    const bodies: string[] = [];
+    const stub: typeof fetch = async (_url, init) => {
+      issued += 1;
+      bodies.push(String(init?.body ?? ''));
+      await new Promise((resolve) => setImmediate(resolve));
+      return json(200, { access_token: `token-${issued}`, token_type: 'Bearer', expires_in: 3600, scope: 'a' });
+    };
+    const client = createTokenBrokerClient({
+      transport: {
+        kind: 'http',
+        baseUrl: 'https://abc.execute-api.us-east-1.amazonaws.com/v1/',
+        region: 'us-east-1',
+        credentials,
+      },
+      fetch: stub,
+    });
+    assert.equal((await client.getToken({ client: 'bwell' })).accessToken, 'token-1');
+    const [forced, alsoForced, ordinary] = await Promise.all([
+      client.getToken({ client: 'bwell', forceRefresh: true }),
+      client.getToken({ client: 'bwell', forceRefresh: true }),
+      client.getToken({ client: 'bwell' }),
+    ]);
+    assert.equal(forced.accessToken, 'token-2');
+    assert.equal(alsoForced, forced);
+    assert.equal(ordinary.accessToken, 'token-1', 'served from the cache while the forced request was out');
+    assert.deepEqual(bodies, ['', '{"forceRefresh":true}']);
+    assert.equal(await client.getToken({ client: 'bwell' }), forced);
+    assert.equal(issued, 2);
+  });
+
+  it('minTtl is met by a token in the first half of its life, however much more is asked', async () => {
+    let now = 1_000_000;
+    let issued = 0;
+    const bodies: string[] = [];
+    const stub: typeof fetch = async (_url, init) => {
+      issued += 1;
+      bodies.push(String(init?.body ?? ''));
+      return json(200, { access_token: `token-${issued}`, token_type: 'Bearer', expires_in: 1000, scope: 'a' });
+    };
+    const client = createTokenBrokerClient({
+      transport: {
+        kind: 'http',
+        baseUrl: 'https://abc.execute-api.us-east-1.amazonaws.com/v1/',
+        region: 'us-east-1',
+        credentials,
+      },
+      fetch: stub,
+      clock: () => now,
+    });
+    await client.getToken({ client: 'bwell', minTtl: 86_400 });
+    now += 499_000;
+    assert.equal((await client.getToken({ client: 'bwell', minTtl: 86_400 })).accessToken, 'token-1');
+    assert.equal((await client.getToken({ client: 'bwell', minTtl: 400 })).accessToken, 'token-1');
+    now += 200_000;
+    assert.equal((await client.getToken({ client: 'bwell', minTtl: 400 })).accessToken, 'token-2');
+    assert.deepEqual(bodies, ['{"minTtl":86400}', '{"minTtl":400}']);
+    assert.equal(issued, 2);
+  });
+
   it('refuses bad arguments without a request', async () => {
     const { client, calls } = stubbed(() => json(500, {}));
     await assert.rejects(client.getToken({ client: '' }), (error: unknown) =>
       isTokenBrokerError(error, 'invalid_request'),
+    );
+    for (const minTtl of [-1, 1.5, Number.NaN, '60'] as unknown as number[]) {
+      await assert.rejects(client.getToken({ client: 'bwell', minTtl }), (error: unknown) =>
+        isTokenBrokerError(error, 'invalid_request'),
+      );
+    }
+    await assert.rejects(
+      client.getToken({ client: 'bwell', forceRefresh: 'yes' as unknown as boolean }),
+      (error: unknown) => isTokenBrokerError(error, 'invalid_request'),
     );
     assert.equal(calls(), 0);
     assert.throws(

@@ -122,6 +122,35 @@ describe('token-broker client over HTTP, against the local dev server behind a S
     assert.equal(calls.length, 2);
   });
 
+  it('skips its cache on forceRefresh; the broker answers a token issued within 30 s with that same token', async () => {
+    const { client, calls } = newClient();
+    const refused = await client.getToken({ client: 'demo', scope: 'demo.write' });
+    const answered = await client.getToken({ client: 'demo', scope: 'demo.write', forceRefresh: true });
+    assert.equal(calls.length, 2);
+    assert.equal(gateway.verified.at(-1)?.body, '{"scope":"demo.write","forceRefresh":true}');
+    // The broker's rate limit: a token this new is what a forced refresh just fetched, so no new call upstream.
+    assert.equal(answered.accessToken, refused.accessToken);
+    assert.equal(await client.getToken({ client: 'demo', scope: 'demo.write', forceRefresh: false }), answered);
+    assert.equal(calls.length, 2);
+  });
+
+  it('serves minTtl from its cache while the token has that long left, and otherwise sends minTtl to the broker', async () => {
+    let shiftMs = 0;
+    const { client, calls } = newClient({ clock: () => Date.now() + shiftMs });
+    const token = await client.getToken({ client: 'demo', scope: 'demo.read demo.write' });
+    const lifetimeMs = token.expiresAt - Date.now();
+    assert.equal(await client.getToken({ client: 'demo', scope: 'demo.read demo.write', minTtl: 600 }), token);
+    assert.equal(calls.length, 1);
+    // 500 s left on the client's clock: not enough for 600 s, so the broker is asked, with minTtl in the body.
+    shiftMs = lifetimeMs - 500_000;
+    const renewed = await client.getToken({ client: 'demo', scope: 'demo.read demo.write', minTtl: 600 });
+    assert.equal(calls.length, 2);
+    assert.equal(gateway.verified.at(-1)?.body, '{"scope":"demo.read demo.write","minTtl":600}');
+    assert.ok(renewed.expiresAt - Date.now() - shiftMs >= 600_000);
+    assert.equal(await client.getToken({ client: 'demo', scope: 'demo.read demo.write', minTtl: 600 }), renewed);
+    assert.equal(calls.length, 2);
+  });
+
   it('signs audience and resource into the body, and keeps one token per audience and resource', async () => {
     const { client, calls } = newClient();
     const r4 = await client.getToken({ client: 'targeted', resource: resource.r4 });

@@ -334,6 +334,7 @@ describe('the dashboard', () => {
       'StaleServed',
       'SecretReloads',
       'SecretFallbacks',
+      'ForcedRefreshes',
     ]) {
       assert.ok(metrics.includes(`"${name}","service","token-broker"`), name);
     }

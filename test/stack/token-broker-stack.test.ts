@@ -6,6 +6,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { partitionKey, ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
+import { tokenRequestFields } from '../../lambdas/entry/token-fields.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { registryFileName, runtimeRegistryOf } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
@@ -156,7 +157,7 @@ describe('the REST API', () => {
     }
   });
 
-  it('validates the request: the client path parameter and the optional JSON body {scope?: string}', () => {
+  it('validates the request: the client path parameter and the optional JSON body of the token fields', () => {
     const validatorId = onlyLogicalId(template, 'AWS::ApiGateway::RequestValidator', {
       ValidateRequestBody: true,
       ValidateRequestParameters: true,
@@ -173,11 +174,19 @@ describe('the REST API', () => {
       Schema: {
         type: 'object',
         additionalProperties: false,
-        properties: { scope: { type: 'string', minLength: 1, maxLength: 1024 } },
+        properties: {
+          scope: { type: 'string', minLength: 1, maxLength: 1024 },
+          audience: { type: 'string', minLength: 1, maxLength: 1024 },
+          resource: { type: 'string', minLength: 1, maxLength: 1024 },
+          minTtl: { type: 'integer', minimum: 0, maximum: 86_400 },
+          forceRefresh: { type: 'boolean' },
+        },
       },
     });
     const schema = Object.values(template.findResources('AWS::ApiGateway::Model'))[0]?.Properties.Schema;
     assert.equal(schema.required, undefined, 'the body is optional');
+    // The gateway lets through exactly the fields the function reads, or a caller meets a 400 the function lacks.
+    assert.deepEqual(Object.keys(schema.properties).sort(), [...tokenRequestFields].sort());
   });
 
   it('writes JSON access logs to a log group with a retention, and throttles and traces the stage', () => {

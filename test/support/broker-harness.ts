@@ -83,7 +83,7 @@ export async function startBrokerHarness() {
   const sealing = storeSealingKey(secretsManager);
   // One secret per client, as the registry requires; these clients are one client at the provider.
   const bwellSecret = JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret });
-  for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage', 'audienced', 'resourced']) {
+  for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage', 'audienced', 'resourced', 'recovering']) {
     secretsManager.putSecret(`token-broker/${name}`, bwellSecret);
   }
   secretsManager.putSecret(
@@ -154,6 +154,7 @@ export async function startBrokerHarness() {
     // Keys of their own, so that tests counting upstream calls start cold.
     burst: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/burst', scopes: read },
     outage: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/outage', scopes: read },
+    recovering: { wellKnownUrl: oidc.wellKnownUrl, secretName: 'token-broker/recovering', scopes: read },
     // Extra token-request parameters: Auth0's audience (no default) and RFC 8707's resource (with one).
     audienced: {
       wellKnownUrl: oidc.wellKnownUrl,
@@ -226,6 +227,14 @@ export async function startBrokerHarness() {
       handler = newContainer();
     },
     http: (client: string, options?: HttpOptions) => httpThrough(handler, client, options),
+    /** Another container that lives beside the current one: its own memory, the same table. */
+    otherContainer() {
+      const other = newContainer();
+      return {
+        http: (client: string, options?: HttpOptions) => httpThrough(other, client, options),
+        invoke: (event: unknown, qualifier?: string) => other(event, context(qualifier)),
+      };
+    },
     /** Runs `work` against a fresh container whose registry has one more client (on the same provider). */
     async withExtraClient<T>(
       name: string,

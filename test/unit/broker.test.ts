@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { TokenBroker } from '../../lambdas/core/broker.js';
 import type { ClientRegistry } from '../../lambdas/core/config.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
+import { forceRefreshIntervalSeconds, maxMinTtlSeconds } from '../../lambdas/core/freshness.js';
 import { deriveSealingKey, seal, unseal } from '../../lambdas/core/sealing.js';
 import {
   CountingMetrics,
@@ -448,6 +449,149 @@ describe('TokenBroker', () => {
   it('rejects a refresh window that is not a whole number of seconds', () => {
     assert.throws(() => setup({ refreshWindowSeconds: -1 }), RangeError);
     assert.throws(() => setup({ refreshWindowSeconds: 1.5 }), RangeError);
+  });
+
+  describe('caller-driven recovery', () => {
+    it('fetches a new token on forceRefresh and serves it to every later caller', async () => {
+      const { broker, clock, endpoint, metrics, logger } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      const forced = await broker.getToken({ client: 'bwell', forceRefresh: true });
+      assert.equal(forced.response.access_token, 'token-2');
+      assert.equal(forced.cache, 'refreshed');
+      assert.equal(endpoint.calls, 2);
+      assert.equal(metrics.of('ForcedRefreshes'), 1);
+      assert.ok(logger.lines.some((line) => line.message === 'token refresh forced by a caller'));
+      const ordinary = await broker.getToken({ client: 'bwell' });
+      assert.equal(ordinary.response.access_token, 'token-2');
+      assert.equal(ordinary.cache, 'memory');
+    });
+
+    it('answers a second forceRefresh within the interval with the token the first one fetched', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      await broker.getToken({ client: 'bwell', forceRefresh: true });
+      clock.advance((forceRefreshIntervalSeconds - 1) * 1000);
+      const again = await broker.getToken({ client: 'bwell', forceRefresh: true });
+      assert.equal(again.response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+      clock.advance(2_000);
+      const later = await broker.getToken({ client: 'bwell', forceRefresh: true });
+      assert.equal(later.response.access_token, 'token-3');
+      assert.equal(endpoint.calls, 3);
+    });
+
+    it('makes one call for concurrent forced refreshes, and ordinary callers meanwhile get the current token', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      const gate = deferred<void>();
+      endpoint.answerWith(async (_request, call) => {
+        await gate.promise;
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const forced = Array.from({ length: 20 }, () => broker.getToken({ client: 'bwell', forceRefresh: true }));
+      const ordinary = await broker.getToken({ client: 'bwell' });
+      assert.equal(ordinary.response.access_token, 'token-1');
+      gate.resolve();
+      const results = await Promise.all(forced);
+      assert.equal(endpoint.calls, 2);
+      assert.ok(results.every((result) => result.response.access_token === 'token-2'));
+    });
+
+    it('shares one forced refresh across containers through the table', async () => {
+      const { newBroker, clock, endpoint, metrics } = setup();
+      const containers = Array.from({ length: 4 }, () => newBroker());
+      for (const container of containers) await container.getToken({ client: 'bwell' });
+      assert.equal(endpoint.calls, 1);
+      clock.advance(60_000);
+      const gate = deferred<void>();
+      endpoint.answerWith(async (_request, call) => {
+        await gate.promise;
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: undefined };
+      });
+      const answers = Promise.all(
+        containers.map((container) => container.getToken({ client: 'bwell', forceRefresh: true })),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      gate.resolve();
+      const results = await answers;
+      assert.equal(endpoint.calls, 2);
+      assert.ok(results.every((result) => result.response.access_token === 'token-2'));
+      assert.equal(metrics.of('ForcedRefreshes'), 1);
+    });
+
+    it('fails a forced refresh when the endpoint fails rather than serve the refused token', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      endpoint.answerWith(async () => {
+        throw new BrokerError('unavailable', 'the token endpoint of client bwell did not answer');
+      });
+      await rejectsWith(broker.getToken({ client: 'bwell', forceRefresh: true }), 'unavailable');
+      const ordinary = await broker.getToken({ client: 'bwell' });
+      assert.equal(ordinary.response.access_token, 'token-1');
+      assert.equal(ordinary.cache, 'memory');
+    });
+
+    it('treats forceRefresh false as an ordinary request', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      assert.equal((await broker.getToken({ client: 'bwell', forceRefresh: false })).cache, 'memory');
+      assert.equal(endpoint.calls, 1);
+    });
+
+    it('fetches when the cached token has less than minTtl left, and serves it when it has more', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(3000_000);
+      const enough = await broker.getToken({ client: 'bwell', minTtl: 600 });
+      assert.equal(enough.response.access_token, 'token-1');
+      assert.equal(enough.response.expires_in, 600);
+      const needy = await broker.getToken({ client: 'bwell', minTtl: 601 });
+      assert.equal(needy.response.access_token, 'token-2');
+      assert.equal(needy.cache, 'refreshed');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('caps minTtl at half the token lifetime, so asking more than the provider gives is not a call per request', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell', minTtl: maxMinTtlSeconds });
+      clock.advance(1000_000);
+      assert.equal((await broker.getToken({ client: 'bwell', minTtl: maxMinTtlSeconds })).cache, 'memory');
+      clock.advance(801_000);
+      const renewed = await broker.getToken({ client: 'bwell', minTtl: maxMinTtlSeconds });
+      assert.equal(renewed.response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('reads a token another container stored when it meets minTtl, without calling', async () => {
+      const { newBroker, clock, endpoint } = setup();
+      const first = newBroker();
+      const second = newBroker();
+      await first.getToken({ client: 'bwell' });
+      clock.advance(3000_000);
+      await second.getToken({ client: 'bwell' });
+      await first.getToken({ client: 'bwell', minTtl: 900 });
+      assert.equal(endpoint.calls, 2);
+      const fromTable = await second.getToken({ client: 'bwell', minTtl: 900 });
+      assert.equal(fromTable.response.access_token, 'token-2');
+      assert.equal(fromTable.cache, 'table');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('refuses a minTtl or forceRefresh of the wrong kind without calling', async () => {
+      const { broker, endpoint } = setup();
+      for (const minTtl of [-1, 1.5, maxMinTtlSeconds + 1, Number.NaN, '60'] as unknown as number[]) {
+        await rejectsWith(broker.getToken({ client: 'bwell', minTtl }), 'invalid_request');
+      }
+      for (const forceRefresh of ['true', 1, null] as unknown as boolean[]) {
+        await rejectsWith(broker.getToken({ client: 'bwell', forceRefresh }), 'invalid_request');
+      }
+      assert.equal(endpoint.calls, 0);
+    });
   });
 
   describe('refresh ahead', () => {

@@ -25,6 +25,23 @@ export interface GetTokenOptions {
   audience?: string;
   /** An RFC 8707 `resource` indicator the client lists; absent, its default. */
   resource?: string;
+  /**
+   * Seconds the token must still be valid for (a whole number up to 86400), say for a long job. A token in the
+   * first half of its lifetime always qualifies, so asking more than the provider gives costs no extra calls.
+   */
+  minTtl?: number;
+  /**
+   * The resource server refused the token (a 401): skip the in-process cache and have the broker hand out a
+   * newer one. The broker calls its provider at most once per client and scope set every 30 seconds across its
+   * whole fleet, so a retry loop cannot hammer it.
+   */
+  forceRefresh?: boolean;
+}
+
+/** A token in the cache, with the lifetime the broker gave it, which minTtl is weighed against. */
+interface Cached {
+  token: BrokerToken;
+  lifetimeMs: number;
 }
 
 export interface BrokerToken {
@@ -60,12 +77,15 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
       ? createHttpTransport(options.transport, options.fetch)
       : createLambdaTransport(options.transport);
 
-  const cache = new Map<string, BrokerToken>();
+  const cache = new Map<string, Cached>();
   const inFlight = new Map<string, Promise<BrokerToken>>();
   // Bumped by clear(), so that a request started before it cannot fill the cache after it.
   let generation = 0;
 
-  const usable = (token: BrokerToken) => token.expiresAt - clock() > refreshWindowMs;
+  const usable = ({ token }: Cached) => token.expiresAt - clock() > refreshWindowMs;
+  // The broker's own rule, so that a minTtl it would meet from its cache is met here without asking it.
+  const meetsMinTtl = ({ token, lifetimeMs }: Cached, minTtlMs: number) =>
+    token.expiresAt - clock() >= Math.min(minTtlMs, lifetimeMs / 2);
 
   function prune(): void {
     for (const [key, token] of cache) if (!usable(token)) cache.delete(key);
@@ -80,15 +100,16 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
       scope: answer.body.scope,
       expiresAt: answer.sentAt + answer.body.expires_in * 1000,
     });
+    const entry: Cached = { token, lifetimeMs: answer.body.expires_in * 1000 };
     if (started === generation) {
       prune();
-      if (usable(token)) cache.set(key, token);
+      if (usable(entry)) cache.set(key, entry);
     }
     return token;
   }
 
   return {
-    getToken({ client, scope, audience, resource }: GetTokenOptions): Promise<BrokerToken> {
+    getToken({ client, scope, audience, resource, minTtl, forceRefresh }: GetTokenOptions): Promise<BrokerToken> {
       if (typeof client !== 'string' || client === '') {
         return Promise.reject(new TokenBrokerError('invalid_request', 'client must be a non-empty string'));
       }
@@ -101,6 +122,17 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
           return Promise.reject(new TokenBrokerError('invalid_request', `${field} must be a string`, { client }));
         }
       }
+      if (minTtl !== undefined && (typeof minTtl !== 'number' || !Number.isInteger(minTtl) || minTtl < 0)) {
+        return Promise.reject(
+          new TokenBrokerError('invalid_request', 'minTtl must be a whole number of seconds', { client }),
+        );
+      }
+      if (forceRefresh !== undefined && typeof forceRefresh !== 'boolean') {
+        return Promise.reject(
+          new TokenBrokerError('invalid_request', 'forceRefresh must be true or false', { client }),
+        );
+      }
+      const minTtlMs = (minTtl ?? 0) * 1000;
       // The broker normalizes the same way, so the normalized set is what it is asked for.
       const normalized = scope === undefined ? undefined : normalizeScope(scope).join(' ');
       const request: TransportRequest = {
@@ -108,22 +140,29 @@ export function createTokenBrokerClient(options: TokenBrokerClientOptions): Toke
         ...(normalized === undefined ? {} : { scope: normalized }),
         ...(audience === undefined ? {} : { audience }),
         ...(resource === undefined ? {} : { resource }),
+        ...(minTtlMs === 0 ? {} : { minTtl }),
+        ...(forceRefresh === true ? { forceRefresh: true } : {}),
       };
       // An absent field (the client's default) and any named value never share a key.
       const key = JSON.stringify([client, normalized ?? null, audience ?? null, resource ?? null]);
 
-      const cached = cache.get(key);
-      if (cached !== undefined) {
-        if (usable(cached)) return Promise.resolve(cached);
-        cache.delete(key);
+      if (forceRefresh !== true) {
+        const cached = cache.get(key);
+        if (cached !== undefined) {
+          if (usable(cached) && meetsMinTtl(cached, minTtlMs)) return Promise.resolve(cached.token);
+          if (!usable(cached)) cache.delete(key);
+        }
       }
-      const pending = inFlight.get(key);
+      // Requests that ask for more than the cache had share a request only with ones that ask the same: an
+      // ordinary one in flight may be answered with the very token a forced refresh must not get back.
+      const flight = JSON.stringify([key, minTtlMs, forceRefresh === true]);
+      const pending = inFlight.get(flight);
       if (pending !== undefined) return pending;
 
       const fetching = fetchAndCache(key, request).finally(() => {
-        if (inFlight.get(key) === fetching) inFlight.delete(key);
+        if (inFlight.get(flight) === fetching) inFlight.delete(flight);
       });
-      inFlight.set(key, fetching);
+      inFlight.set(flight, fetching);
       return fetching;
     },
     clear(): void {

@@ -17,6 +17,10 @@ export interface TransportRequest {
   audience?: string;
   /** The RFC 8707 `resource` parameter, when the caller names one; the client must allow it. */
   resource?: string;
+  /** Seconds the token must still be valid for; the broker caps it at half a token's lifetime. */
+  minTtl?: number;
+  /** The caller's token was refused: the broker answers with one issued in the last 30 seconds. */
+  forceRefresh?: true;
 }
 
 /** The request's fields other than the client: the body over HTTP, beside `client` in an invoke event. */
