@@ -250,6 +250,8 @@ export class TokenBrokerMonitoring extends Construct {
           count('SecretReloads'),
           count('SecretFallbacks'),
           count('ForcedRefreshes'),
+          count('Cooldowns'),
+          count('CooldownSkips'),
           count('TokenEndpointRefused'),
           brokerMetricOf('ColdStart', {
             label: 'ColdStart',

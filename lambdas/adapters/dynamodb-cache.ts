@@ -8,12 +8,14 @@ import {
   PutItemCommand,
   ScanCommand,
 } from '@aws-sdk/client-dynamodb';
+import { type Cooldown, type CooldownReason, cooldownMemorySeconds, firstCooldownSeconds } from '../core/cooldown.js';
 import type { PutOutcome, StoredToken, TokenCache, TokenLease } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 
 // Lease items share the table; the prefix cannot collide with a cache key, whose client name has no colon.
 const leasePrefix = 'lease:';
 const revokedPrefix = 'revoked:';
+const cooldownPrefix = 'cooldown:';
 /** The item of a client's revocation marker. */
 export function revocationMarkerKey(clientName: string): string {
   return revokedPrefix + clientName;
@@ -206,6 +208,48 @@ export class DynamoDbTokenCache implements TokenCache {
     return Number.isFinite(at) ? at : undefined;
   }
 
+  async readCooldown(clientName: string): Promise<Cooldown | undefined> {
+    const output = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { [partitionKey]: { S: cooldownPrefix + clientName } },
+        ConsistentRead: true,
+      }),
+    );
+    if (output.Item === undefined) return undefined;
+    const until = Number(output.Item.cooldownUntil?.N);
+    const failures = Number(output.Item.failures?.N);
+    const reason = output.Item.reason?.S;
+    // An item of another shape still stands for a failure: read as one that has lapsed.
+    return {
+      until: Number.isFinite(until) ? until : 0,
+      reason: isCooldownReason(reason) ? reason : 'provider_failing',
+      failures: Number.isInteger(failures) && failures > 0 ? failures : 1,
+    };
+  }
+
+  /** The last failure wins: containers that fail together compute the same pause from the same previous one. */
+  async writeCooldown(clientName: string, cooldown: Cooldown): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: {
+          [partitionKey]: { S: cooldownPrefix + clientName },
+          cooldownUntil: { N: String(cooldown.until) },
+          reason: { S: cooldown.reason },
+          failures: { N: String(cooldown.failures) },
+          [ttlAttribute]: { N: String(Math.ceil(cooldown.until / 1000) + cooldownMemorySeconds) },
+        },
+      }),
+    );
+  }
+
+  async clearCooldown(clientName: string): Promise<void> {
+    await this.client.send(
+      new DeleteItemCommand({ TableName: this.tableName, Key: { [partitionKey]: { S: cooldownPrefix + clientName } } }),
+    );
+  }
+
   /** True when the write happened, false when its condition did not hold. */
   private async conditionally(write: () => Promise<unknown>): Promise<boolean> {
     try {
@@ -216,6 +260,10 @@ export class DynamoDbTokenCache implements TokenCache {
       throw error;
     }
   }
+}
+
+function isCooldownReason(value: unknown): value is CooldownReason {
+  return typeof value === 'string' && Object.hasOwn(firstCooldownSeconds, value);
 }
 
 /** An item that does not have the expected shape, or is not published yet, reads as a miss, never as a token. */

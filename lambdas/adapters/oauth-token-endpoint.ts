@@ -19,6 +19,7 @@ import {
   createResilientFetch,
   type ResilientFetchOptions,
   ResponseTooLargeError,
+  retryAfterMs,
   UpstreamTimeoutError,
 } from './resilient-fetch.js';
 
@@ -404,20 +405,21 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
     return new BrokerError('upstream_timeout', `${what} did not answer in time`);
   if (error instanceof ResponseTooLargeError)
     return new BrokerError('upstream_error', `${what} answered with an oversized body`);
-  if (error instanceof oauth.ResponseBodyError) return refused(what, error.status, error.error);
+  if (error instanceof oauth.ResponseBodyError) return refused(what, error.response, error.error);
   if (error instanceof oauth.WWWAuthenticateChallengeError) {
     const sent = error.cause.find((challenge) => typeof challenge.parameters.error === 'string')?.parameters.error;
-    return refused(what, error.status, sent);
+    return refused(what, error.response, sent);
   }
   if (error instanceof oauth.OperationProcessingError || error instanceof oauth.UnsupportedOperationError) {
-    const status = error.cause instanceof Response ? error.cause.status : undefined;
+    const response = error.cause instanceof Response ? error.cause : undefined;
+    const status = response?.status;
     const detail =
       error.code === oauth.JSON_ATTRIBUTE_COMPARISON
         ? 'names a different issuer'
         : status !== undefined && status !== 200
           ? `answered HTTP ${status}`
           : 'is not a valid answer';
-    return new BrokerError('upstream_error', `${what} ${detail}`);
+    return new BrokerError('upstream_error', `${what} ${detail}`, response === undefined ? {} : answerOf(response));
   }
   if (error instanceof TypeError && (error as { code?: unknown }).code === undefined) {
     // fetch reports network failures (refused, reset, DNS, TLS) as a bare TypeError.
@@ -431,9 +433,17 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
  * The error code the server sent is passed on only when it is a plain code (`[A-Za-z0-9_.-]{1,64}`), as every
  * registered OAuth error code is; anything else is dropped whole and only the status is reported.
  */
-function refused(what: string, status: number, sent: string | undefined): BrokerError {
+function refused(what: string, response: Response, sent: string | undefined): BrokerError {
   const code = plainCode(sent);
+  const status = response.status;
   return new BrokerError('upstream_error', `${what} refused the request (HTTP ${status})${code ? `: ${code}` : ''}`, {
     ...(code === undefined ? {} : { upstreamError: code }),
+    ...answerOf(response),
   });
+}
+
+/** The status and Retry-After of a provider's answer: what the broker's cooldown goes by. */
+function answerOf(response: Response): { upstreamStatus: number; upstreamRetryAfterMs?: number } {
+  const retryAfter = retryAfterMs(response.headers.get('retry-after'), Date.now());
+  return { upstreamStatus: response.status, ...(retryAfter === undefined ? {} : { upstreamRetryAfterMs: retryAfter }) };
 }

@@ -98,7 +98,7 @@ function backoff(attempt: number, random: () => number): number {
 }
 
 /** Retry-After is either delta-seconds or an HTTP date. */
-function retryAfterMs(value: string | null, now: number): number | undefined {
+export function retryAfterMs(value: string | null, now: number): number | undefined {
   if (value === null) return undefined;
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
   const date = Date.parse(value);

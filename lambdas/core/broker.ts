@@ -6,6 +6,7 @@ import {
   runtimeSettingBounds,
   wholeNumberProblem,
 } from './config.js';
+import { type Cooldown, cooldownReasonOf, coolingDownError, isCoolingDown, nextCooldown } from './cooldown.js';
 import { BrokerError } from './errors.js';
 import { asksForFreshness, type Freshness, meetsFreshness, resolveFreshness } from './freshness.js';
 import type {
@@ -219,6 +220,8 @@ export class TokenBroker {
   private readonly memory = new Map<string, CachedToken>();
   private readonly inFlight = new Map<string, Promise<Loaded>>();
   private readonly revocations = new Map<string, { revokedAt: number | undefined; checkedAt: number }>();
+  /** The last cooldown this container knows of per client, standing or lapsed (the next one doubles it). */
+  private readonly cooldowns = new Map<string, Cooldown>();
   private readonly revocationChecks = new Map<string, Promise<void>>();
 
   constructor(options: TokenBrokerOptions) {
@@ -269,6 +272,12 @@ export class TokenBroker {
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
     if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
       return { response: this.present(current), cache: 'memory', requestedScope, parameters };
+    }
+    // While the client's cooldown stands no renewal would call anyway: the current token, without a table read.
+    if (current !== undefined && isCoolingDown(this.cooldowns.get(request.client), this.clock.now())) {
+      this.metrics.count('CooldownSkips', request.client);
+      this.metrics.count('StaleServed', request.client);
+      return { response: this.present(current), cache: 'stale-served', requestedScope, parameters };
     }
     let loaded: Loaded;
     if (asksForFreshness(freshness)) {
@@ -459,8 +468,17 @@ export class TokenBroker {
     fallback: CachedToken | undefined,
     replacing: boolean,
   ): Promise<Loaded> {
+    const known = this.cooldowns.get(target.clientName);
+    if (isCoolingDown(known, this.clock.now())) return this.skipForCooldown(target, fallback, known);
     const holder = `${this.containerId}/${randomUUID()}`;
-    const attempt = await this.acquireLease(target, holder);
+    // The cooldown is read beside the lease, not after it: no round trip more on the way to the endpoint.
+    const [attempt, shared] = await Promise.all([this.acquireLease(target, holder), this.readCooldown(target)]);
+    if (shared !== undefined) this.cooldowns.set(target.clientName, shared);
+    if (isCoolingDown(shared, this.clock.now())) {
+      if (attempt.state === 'held') await this.releaseLease(target, holder);
+      return this.skipForCooldown(target, fallback, shared);
+    }
+    const previous = shared ?? known;
     let lease: GoAhead;
     if (attempt.state === 'taken') {
       if (fallback !== undefined)
@@ -481,6 +499,7 @@ export class TokenBroker {
       const token = await this.fetchFromEndpoint(target, keys.credentials, deadline);
       this.remember(target, token.token);
       const stored = await this.writeShared(target, token.token, { ...keys, credentials: token.credentials });
+      if (previous !== undefined) await this.endCooldown(target);
       if (stored?.outcome === 'revoked') {
         // An invalidation landed while the provider answered: the token predates it, so it is kept nowhere. The
         // requests waiting on it began before the invalidation and are answered with it.
@@ -493,11 +512,64 @@ export class TokenBroker {
         upstreamMs: this.clock.now() - started,
       };
     } catch (error) {
+      await this.startCooldown(target, error, previous);
       if (fallback !== undefined && this.isServable(fallback)) return this.serveStale(target, fallback, error);
       throw error;
     } finally {
       if (state === 'held') await this.releaseLease(target, holder);
     }
+  }
+
+  /**
+   * A failure that asking again cannot mend soon (invalid_client, 429, 5xx, no answer) stops every container
+   * calling the client's token endpoint until the cooldown lapses: the provider's Retry-After, or a pause that
+   * doubles with each failure in a row. Warm keys keep serving their current token meanwhile.
+   */
+  private async startCooldown(target: Target, error: unknown, previous: Cooldown | undefined): Promise<void> {
+    const reason = cooldownReasonOf(error);
+    if (reason === undefined) return;
+    const now = this.clock.now();
+    const upstreamRetryAfterMs = error instanceof BrokerError ? error.upstreamRetryAfterMs : undefined;
+    const cooldown = nextCooldown(reason, previous, upstreamRetryAfterMs, now);
+    this.cooldowns.set(target.clientName, cooldown);
+    this.metrics.count('Cooldowns', target.clientName);
+    this.logger.warn('token endpoint failing; every container waits before calling it again', {
+      client: target.clientName,
+      reason,
+      failures: cooldown.failures,
+      waitSeconds: Math.ceil((cooldown.until - now) / 1000),
+    });
+    try {
+      await this.cache.writeCooldown(target.clientName, cooldown);
+    } catch (writeError) {
+      this.sharedCacheFailed(target, 'cooldown write', writeError);
+    }
+  }
+
+  private async endCooldown(target: Target): Promise<void> {
+    this.cooldowns.delete(target.clientName);
+    try {
+      await this.cache.clearCooldown(target.clientName);
+    } catch (error) {
+      this.sharedCacheFailed(target, 'cooldown clear', error);
+    }
+  }
+
+  private async readCooldown(target: Target): Promise<Cooldown | undefined> {
+    try {
+      return await this.cache.readCooldown(target.clientName);
+    } catch (error) {
+      this.sharedCacheFailed(target, 'cooldown read', error);
+      return undefined;
+    }
+  }
+
+  /** No call while the cooldown stands: the current token if there is one, otherwise a 503 that says when. */
+  private skipForCooldown(target: Target, fallback: CachedToken | undefined, cooldown: Cooldown): Loaded {
+    this.metrics.count('CooldownSkips', target.clientName);
+    const refusal = coolingDownError(target.clientName, cooldown, this.clock.now());
+    if (fallback !== undefined && this.isServable(fallback)) return this.serveStale(target, fallback, refusal);
+    throw refusal;
   }
 
   /**

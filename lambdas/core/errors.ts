@@ -25,17 +25,34 @@ export interface OAuthErrorBody {
   error_description: string;
 }
 
+export interface BrokerErrorOptions {
+  cause?: unknown;
+  upstreamError?: string;
+  upstreamStatus?: number;
+  upstreamRetryAfterMs?: number;
+  retryAfterSeconds?: number;
+}
+
 export class BrokerError extends Error {
   readonly code: ErrorCode;
   /** The OAuth error code the token endpoint answered with, when it sent one. */
   readonly upstreamError: string | undefined;
+  /** The HTTP status the provider answered with, when it answered. */
+  readonly upstreamStatus: number | undefined;
+  /** How long the provider asked to be left alone (its Retry-After), in milliseconds. */
+  readonly upstreamRetryAfterMs: number | undefined;
+  /** When the caller may usefully try again, in whole seconds: sent as Retry-After over HTTP. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, description: string, options?: { cause?: unknown; upstreamError?: string }) {
+  constructor(code: ErrorCode, description: string, options?: BrokerErrorOptions) {
     super(description, options);
     // Lambda reports a thrown error's name as the invocation's errorType, so the name is the code.
     this.name = code;
     this.code = code;
     this.upstreamError = options?.upstreamError;
+    this.upstreamStatus = options?.upstreamStatus;
+    this.upstreamRetryAfterMs = options?.upstreamRetryAfterMs;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   get status(): number {

@@ -1,5 +1,6 @@
 import type { JsonWebKey } from 'node:crypto';
 import type { ClientConfig } from './config.js';
+import type { Cooldown } from './cooldown.js';
 
 /** Milliseconds since the epoch, and waiting. Injected so the core is tested with a fake clock. */
 export interface Clock {
@@ -97,6 +98,12 @@ export interface TokenCache {
   revokeClient(clientName: string, at: number): Promise<number>;
   /** When the client's tokens were last revoked (epoch ms), if ever. */
   revokedAt(clientName: string): Promise<number | undefined>;
+  /** The client's last cooldown, standing or lapsed; undefined once cleared (or never written). */
+  readCooldown(clientName: string): Promise<Cooldown | undefined>;
+  /** Records a cooldown every container honours; kept a while after it lapses, so a next one can double. */
+  writeCooldown(clientName: string, cooldown: Cooldown): Promise<void>;
+  /** The provider answered again: the next failure starts the pauses over. */
+  clearCooldown(clientName: string): Promise<void>;
 }
 
 export interface TokenRequest {
@@ -155,6 +162,10 @@ export type BrokerMetric =
   | 'SecretFallbacks'
   /** A caller's forceRefresh made the broker call the token endpoint (at most once per key per interval). */
   | 'ForcedRefreshes'
+  /** The token endpoint failed in a way that stops every container calling it for a while (cooldown.ts). */
+  | 'Cooldowns'
+  /** A renewal not attempted because the client's cooldown stood: served the current token, or a 503. */
+  | 'CooldownSkips'
   /** A token endpoint on a host not approved for the client: nothing was sent to it. */
   | 'TokenEndpointRefused';
 

@@ -42,7 +42,12 @@ export async function handleHttpEvent(
   } catch (thrown) {
     const error = toBrokerError(thrown);
     logFailure(sink, { caller, channel: 'http', client, error });
-    return { statusCode: error.status, headers: baseHeaders, body: JSON.stringify(error.toBody()) };
+    // RFC 9110 section 10.2.3: a 503 may say when to come back, which a cooldown knows.
+    const headers =
+      error.retryAfterSeconds === undefined
+        ? baseHeaders
+        : { ...baseHeaders, 'Retry-After': String(error.retryAfterSeconds) };
+    return { statusCode: error.status, headers, body: JSON.stringify(error.toBody()) };
   }
 }
 

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { maxExpiresInSeconds } from '../../lambdas/adapters/oauth-token-endpoint.js';
+import { firstCooldownSeconds } from '../../lambdas/core/cooldown.js';
 import { type Fault, json, rewrite } from '../support/fault-proxy.js';
 import {
   type Answer,
@@ -198,24 +199,78 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       // 3600 s tokens are due for renewal in their last 300 s; 200 s are left, well above the 60 s window.
       container.clock.advance(3400_000);
       harness.proxy.always('token', { status: 503, body: { error: 'temporarily_unavailable' } });
+      let calls = 0;
       for (let i = 0; i < 2; i++) {
         const answer = ok(await container.http(client));
         assert.equal(answer.json.access_token, first.json.access_token);
         const expiresIn = answer.json.expires_in as number;
         assert.ok(expiresIn > 60 && expiresIn <= 200, `the current token's remaining lifetime (${expiresIn})`);
+        if (i === 0) calls = harness.proxy.received('token');
       }
-      assert.ok(harness.proxy.received('token') >= 2, 'each request tried to renew');
+      assert.ok(calls >= 1, 'the first request tried to renew');
+      assert.equal(harness.proxy.received('token'), calls, 'the second came within the cooldown and did not');
+      assert.equal(container.metrics.of('CooldownSkips'), 1);
       const served = logs.lines().filter((line) => line.message === 'token served' && line.client === client);
       assert.deepEqual(
         served.map((line) => line.cache),
         ['fetched', 'stale-served', 'stale-served'],
       );
       assert.equal(container.metrics.of('StaleServed'), 2);
-      // Once the endpoint is back, the next request renews.
+      // Once the endpoint is back and the cooldown over, the next request renews.
       harness.proxy.reset();
+      container.clock.advance(firstCooldownSeconds.provider_failing * 1000);
       const renewed = ok(await container.http(client));
       assert.notEqual(renewed.json.access_token, first.json.access_token);
       assert.ok((renewed.json.expires_in as number) > 3500);
+    });
+  });
+
+  describe('shared cooldown', () => {
+    faultTest(
+      "honours a 429's Retry-After in every container, answering 503 with Retry-After meanwhile",
+      async (logs) => {
+        const client = harness.coldClient();
+        const [first, second] = [harness.newContainer(), harness.newContainer()];
+        harness.proxy.always('token', { status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '120' } });
+        refused(await first.http(client), 502, 'upstream_error');
+        assert.equal(harness.proxy.received('token'), 1);
+        const waiting = await second.http(client);
+        assert.match(refused(waiting, 503, 'unavailable'), /HTTP 429.*waits 1[12]\d s/);
+        const retryAfter = Number(waiting.headers['Retry-After']);
+        assert.ok(retryAfter > 110 && retryAfter <= 120, `Retry-After: ${retryAfter}`);
+        assert.equal(harness.proxy.received('token'), 1, 'the second container did not call');
+        assert.ok(
+          logs
+            .lines()
+            .some(
+              (line) =>
+                line.message === 'token endpoint failing; every container waits before calling it again' &&
+                line.reason === 'rate_limited',
+            ),
+        );
+
+        harness.proxy.reset();
+        for (const container of [first, second]) container.clock.advance(120_000);
+        ok(await second.http(client));
+        assert.equal(harness.proxy.received('token'), 1);
+        ok(await first.http(client));
+        assert.equal(harness.proxy.received('token'), 1, 'the first container found the new token in the table');
+      },
+    );
+
+    faultTest('keeps a warm container serving while a cold one waits out a failing provider', async () => {
+      const client = harness.coldClient();
+      const warm = harness.newContainer();
+      const first = ok(await warm.http(client));
+      warm.clock.advance(3400_000);
+      harness.proxy.always('token', { status: 500, body: 'down' });
+      assert.equal(ok(await warm.http(client)).json.access_token, first.json.access_token);
+      const calls = harness.proxy.received('token');
+      for (let i = 0; i < 5; i++) {
+        assert.equal(ok(await warm.http(client)).json.access_token, first.json.access_token);
+      }
+      assert.equal(harness.proxy.received('token'), calls, 'no call within the cooldown');
+      assert.equal(warm.metrics.of('CooldownSkips'), 5);
     });
   });
 

@@ -335,6 +335,8 @@ describe('the dashboard', () => {
       'SecretReloads',
       'SecretFallbacks',
       'ForcedRefreshes',
+      'Cooldowns',
+      'CooldownSkips',
     ]) {
       assert.ok(metrics.includes(`"${name}","service","token-broker"`), name);
     }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Cooldown } from '../../lambdas/core/cooldown.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import type {
   BrokerLogger,
@@ -103,6 +104,22 @@ export class MapTokenCache implements TokenCache {
     this.revocationReads++;
     this.check();
     return this.revocations.get(clientName);
+  }
+  readonly cooldowns = new Map<string, Cooldown>();
+  cooldownReads = 0;
+  async readCooldown(clientName: string): Promise<Cooldown | undefined> {
+    this.cooldownReads++;
+    this.check();
+    const cooldown = this.cooldowns.get(clientName);
+    return cooldown === undefined ? undefined : { ...cooldown };
+  }
+  async writeCooldown(clientName: string, cooldown: Cooldown): Promise<void> {
+    this.check();
+    this.cooldowns.set(clientName, { ...cooldown });
+  }
+  async clearCooldown(clientName: string): Promise<void> {
+    this.check();
+    this.cooldowns.delete(clientName);
   }
 }
 

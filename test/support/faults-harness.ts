@@ -38,6 +38,7 @@ export const randomValue = (prefix = '') => `${prefix}${randomBytes(24).toString
 
 export interface Answer {
   statusCode: number;
+  headers: Record<string, unknown>;
   body: string;
   json: Record<string, unknown>;
 }
@@ -149,7 +150,7 @@ export async function startFaultsHarness() {
           const result = (await handler(event, context())) as APIGatewayProxyResult;
           const json = JSON.parse(result.body) as Record<string, unknown>;
           if (typeof json.access_token === 'string' && json.access_token !== '') tokens.add(json.access_token);
-          return { statusCode: result.statusCode, body: result.body, json };
+          return { statusCode: result.statusCode, headers: { ...result.headers }, body: result.body, json };
         },
       };
     },

@@ -3,6 +3,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { TokenBroker } from '../../lambdas/core/broker.js';
 import type { ClientRegistry } from '../../lambdas/core/config.js';
+import { firstCooldownSeconds, maxCooldownSeconds } from '../../lambdas/core/cooldown.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import { forceRefreshIntervalSeconds, maxMinTtlSeconds } from '../../lambdas/core/freshness.js';
 import { deriveSealingKey, seal, unseal } from '../../lambdas/core/sealing.js';
@@ -451,6 +452,132 @@ describe('TokenBroker', () => {
     assert.throws(() => setup({ refreshWindowSeconds: 1.5 }), RangeError);
   });
 
+  describe('shared cooldown', () => {
+    const failWith = (options: { status?: number; upstreamError?: string; retryAfterMs?: number }) => async () => {
+      throw new BrokerError('upstream_error', 'the token endpoint of client bwell refused the request', {
+        ...(options.status === undefined ? {} : { upstreamStatus: options.status }),
+        ...(options.upstreamError === undefined ? {} : { upstreamError: options.upstreamError }),
+        ...(options.retryAfterMs === undefined ? {} : { upstreamRetryAfterMs: options.retryAfterMs }),
+      });
+    };
+
+    it('stops every container calling after a 5xx, while warm ones keep serving their current token', async () => {
+      const { newBroker, clock, endpoint, cache, metrics, logger } = setup();
+      const [first, second] = [newBroker(), newBroker()];
+      await first.getToken({ client: 'bwell' });
+      await second.getToken({ client: 'bwell' });
+      clock.advance(3301_000);
+      endpoint.answerWith(failWith({ status: 503 }));
+      assert.equal((await first.getToken({ client: 'bwell' })).cache, 'stale-served');
+      assert.equal(endpoint.calls, 2);
+      assert.deepEqual(cache.cooldowns.get('bwell'), {
+        until: clock.now() + firstCooldownSeconds.provider_failing * 1000,
+        reason: 'provider_failing',
+        failures: 1,
+      });
+      const served = await second.getToken({ client: 'bwell' });
+      assert.equal(served.cache, 'stale-served');
+      assert.equal(served.response.access_token, 'token-1');
+      assert.equal(endpoint.calls, 2, 'the other container did not call');
+      assert.equal(metrics.of('Cooldowns'), 1);
+      assert.equal(metrics.of('CooldownSkips'), 1);
+      const warning = logger.lines.find((line) => line.message.startsWith('token endpoint failing'));
+      assert.deepEqual(warning?.attributes, {
+        client: 'bwell',
+        reason: 'provider_failing',
+        failures: 1,
+        waitSeconds: 5,
+      });
+    });
+
+    it("honours the provider's Retry-After across the fleet, and tells a caller with no token when to come back", async () => {
+      const { newBroker, clock, endpoint } = setup();
+      endpoint.answerWith(failWith({ status: 429, retryAfterMs: 120_000 }));
+      await rejectsWith(newBroker().getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(endpoint.calls, 1);
+      clock.advance(119_000);
+      const cold = newBroker();
+      await assert.rejects(cold.getToken({ client: 'bwell' }), (error: unknown) => {
+        assert.ok(error instanceof BrokerError);
+        assert.equal(error.code, 'unavailable');
+        assert.equal(error.status, 503);
+        assert.equal(error.retryAfterSeconds, 1);
+        assert.match(error.message, /asked for fewer requests \(HTTP 429\)/);
+        return true;
+      });
+      assert.equal(endpoint.calls, 1);
+      clock.advance(1_000);
+      endpoint.answerWith(async () => ({
+        accessToken: 'back',
+        tokenType: 'Bearer',
+        expiresIn: 3600,
+        scope: undefined,
+      }));
+      assert.equal((await cold.getToken({ client: 'bwell' })).response.access_token, 'back');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('doubles the pause for failures in a row, and starts over after a success', async () => {
+      const { broker, clock, endpoint, cache } = setup();
+      endpoint.answerWith(failWith({ status: 401, upstreamError: 'invalid_client' }));
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(cache.cooldowns.get('bwell')?.reason, 'invalid_client');
+      clock.advance(firstCooldownSeconds.invalid_client * 1000);
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(cache.cooldowns.get('bwell')?.failures, 2);
+      assert.equal(cache.cooldowns.get('bwell')?.until, clock.now() + 2 * firstCooldownSeconds.invalid_client * 1000);
+      clock.advance(2 * firstCooldownSeconds.invalid_client * 1000 - 1);
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'unavailable');
+      assert.equal(endpoint.calls, 2);
+      clock.advance(1);
+      endpoint.answerWith(async () => ({
+        accessToken: 'fixed',
+        tokenType: 'Bearer',
+        expiresIn: 3600,
+        scope: undefined,
+      }));
+      assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'fixed');
+      assert.equal(cache.cooldowns.has('bwell'), false);
+      assert.equal(endpoint.calls, 3);
+    });
+
+    it('caps a Retry-After at maxCooldownSeconds', async () => {
+      const { broker, clock, cache, endpoint } = setup();
+      endpoint.answerWith(failWith({ status: 503, retryAfterMs: 86_400_000 }));
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(cache.cooldowns.get('bwell')?.until, clock.now() + maxCooldownSeconds * 1000);
+    });
+
+    it("starts no cooldown for a refusal of the request itself, and none for another client's", async () => {
+      const { broker, endpoint, cache } = setup();
+      endpoint.answerWith(failWith({ status: 400, upstreamError: 'invalid_scope' }));
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      assert.equal(endpoint.calls, 2);
+      assert.equal(cache.cooldowns.size, 0);
+      endpoint.answerWith(failWith({ status: 500 }));
+      await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+      endpoint.answerWith(async () => ({
+        accessToken: 'other',
+        tokenType: 'Bearer',
+        expiresIn: 3600,
+        scope: undefined,
+      }));
+      assert.equal((await broker.getToken({ client: 'plain' })).response.access_token, 'other');
+    });
+
+    it('fails a forced refresh during a cooldown rather than hand back the refused token', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(60_000);
+      endpoint.answerWith(failWith({ status: 502 }));
+      await rejectsWith(broker.getToken({ client: 'bwell', forceRefresh: true }), 'upstream_error');
+      await rejectsWith(broker.getToken({ client: 'bwell', forceRefresh: true }), 'unavailable');
+      assert.equal(endpoint.calls, 2);
+      assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'token-1');
+    });
+  });
+
   describe('caller-driven recovery', () => {
     it('fetches a new token on forceRefresh and serves it to every later caller', async () => {
       const { broker, clock, endpoint, metrics, logger } = setup();
@@ -624,7 +751,7 @@ describe('TokenBroker', () => {
       assert.equal(endpoint.calls, 2);
     });
 
-    it('serves the current token when its renewal fails, and tries again on the next request', async () => {
+    it('serves the current token when its renewal fails, and tries again once the cooldown lapses', async () => {
       const { broker, clock, endpoint, metrics } = setup();
       await broker.getToken({ client: 'bwell' });
       clock.advance(3301_000);
@@ -634,9 +761,13 @@ describe('TokenBroker', () => {
       const stale = await broker.getToken({ client: 'bwell' });
       assert.equal(stale.cache, 'stale-served');
       assert.equal(stale.response.access_token, 'token-1');
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'stale-served');
+      assert.equal(endpoint.calls, 2, 'not within the cooldown');
+      clock.advance(firstCooldownSeconds.provider_failing * 1000);
       await broker.getToken({ client: 'bwell' });
       assert.equal(endpoint.calls, 3);
-      assert.equal(metrics.of('StaleServed'), 2);
+      assert.equal(metrics.of('StaleServed'), 3);
+      assert.equal(metrics.of('CooldownSkips'), 1);
     });
 
     it('serves the current token when the secret cannot be read for its renewal', async () => {
