@@ -6,6 +6,7 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { issuanceBudgetWarnPercent } from '../lambdas/core/issuance-budget.js';
 import type { BrokerMetric } from '../lambdas/core/ports.js';
 
 /**
@@ -26,6 +27,7 @@ export type BrokerMetricName =
   | 'Invalidations'
   | 'UpstreamLatency'
   | 'ColdStart'
+  | 'IssuanceBudgetUsed'
   | 'Errors';
 
 /** All alarms are judged over one period of this length. */
@@ -59,6 +61,8 @@ export interface TokenBrokerAlarms {
   readonly sharedCacheErrors: cloudwatch.Alarm;
   /** A discovery document named a token endpoint on a host not approved for its client, at least once in 5 minutes. */
   readonly tokenEndpointRefused: cloudwatch.Alarm;
+  /** Some client made more than 80 % of its maxTokenRequestsPerHour in the current hour. */
+  readonly issuanceBudget: cloudwatch.Alarm;
 }
 
 /** The metric a function with Powertools service name `service` emits under `name`. */
@@ -170,6 +174,14 @@ export class TokenBrokerMonitoring extends Construct {
         "A discovery document named a token endpoint on a host not approved for its client; the client's " +
           'secret was not sent and its callers get 502. See docs/deploy.md, "Alarms".',
       ),
+      issuanceBudget: above(
+        'IssuanceBudget',
+        brokerMetricOf('IssuanceBudgetUsed', { statistic: cloudwatch.Stats.MAXIMUM }),
+        issuanceBudgetWarnPercent,
+        `A client made more than ${issuanceBudgetWarnPercent} % of its hourly token requests ` +
+          '(maxTokenRequestsPerHour); at 100 % the broker stops calling its provider until the hour ends. ' +
+          'See docs/deploy.md, "Alarms".',
+      ),
     };
     if (props.alarmTopic !== undefined) {
       const action = new actions.SnsAction(props.alarmTopic);
@@ -252,6 +264,7 @@ export class TokenBrokerMonitoring extends Construct {
           count('ForcedRefreshes'),
           count('Cooldowns'),
           count('CooldownSkips'),
+          count('IssuanceBudgetExhausted'),
           count('TokenEndpointRefused'),
           brokerMetricOf('ColdStart', {
             label: 'ColdStart',

@@ -784,7 +784,13 @@ export class TokenBroker extends Construct {
         // Exactly the calls lambdas/adapters/dynamodb-cache.ts makes: items and leases by key, and the Scan
         // with which an invalidation finds a client's cached tokens. Not grantReadWriteData: that adds
         // batch, query, update and describe actions the code never uses.
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Scan'],
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:Scan',
+        ],
         resources: [this.table.tableArn],
       }),
     );

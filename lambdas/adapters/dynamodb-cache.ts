@@ -7,6 +7,7 @@ import {
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { type Cooldown, type CooldownReason, cooldownMemorySeconds, firstCooldownSeconds } from '../core/cooldown.js';
 import type { PutOutcome, StoredToken, TokenCache, TokenLease } from '../core/ports.js';
@@ -16,6 +17,9 @@ import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
 const leasePrefix = 'lease:';
 const revokedPrefix = 'revoked:';
 const cooldownPrefix = 'cooldown:';
+const issuancePrefix = 'issued:';
+// A window's count outlives it a day, for whoever looks into an alarm.
+const issuanceTtlGraceSeconds = 24 * 3600;
 /** The item of a client's revocation marker. */
 export function revocationMarkerKey(clientName: string): string {
   return revokedPrefix + clientName;
@@ -248,6 +252,36 @@ export class DynamoDbTokenCache implements TokenCache {
     await this.client.send(
       new DeleteItemCommand({ TableName: this.tableName, Key: { [partitionKey]: { S: cooldownPrefix + clientName } } }),
     );
+  }
+
+  /** One conditional ADD: atomic across containers, and refused (not counted) at the limit. */
+  async countIssuance(
+    clientName: string,
+    window: { start: number; end: number },
+    limit: number,
+  ): Promise<number | undefined> {
+    try {
+      const output = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: { [partitionKey]: { S: `${issuancePrefix}${clientName}@${Math.floor(window.start / 1000)}` } },
+          UpdateExpression: 'ADD #calls :one SET #ttl = if_not_exists(#ttl, :ttl)',
+          ConditionExpression: 'attribute_not_exists(#calls) OR #calls < :limit',
+          ExpressionAttributeNames: { '#calls': 'calls', '#ttl': ttlAttribute },
+          ExpressionAttributeValues: {
+            ':one': { N: '1' },
+            ':limit': { N: String(limit) },
+            ':ttl': { N: String(Math.ceil(window.end / 1000) + issuanceTtlGraceSeconds) },
+          },
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      );
+      const calls = Number(output.Attributes?.calls?.N);
+      return Number.isFinite(calls) ? calls : limit;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return undefined;
+      throw error;
+    }
   }
 
   /** True when the write happened, false when its condition did not hold. */

@@ -423,7 +423,7 @@ export function translateUpstreamError(error: unknown, clientName: string, stage
   }
   if (error instanceof TypeError && (error as { code?: unknown }).code === undefined) {
     // fetch reports network failures (refused, reset, DNS, TLS) as a bare TypeError.
-    return new BrokerError('unavailable', `${what} could not be reached`);
+    return new BrokerError('unavailable', `${what} could not be reached`, { upstreamUnreachable: true });
   }
   if (error instanceof TypeError) return new BrokerError('upstream_error', `${what} is not a valid answer`);
   return new BrokerError('server_error', 'the broker failed unexpectedly', { cause: error });

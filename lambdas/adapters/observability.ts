@@ -14,6 +14,11 @@ export class PowertoolsBrokerMetrics implements BrokerMetrics {
   upstreamLatency(ms: number): void {
     this.metrics.addMetric('UpstreamLatency', MetricUnit.Milliseconds, ms);
   }
+
+  /** One metric for every client (no client dimension): the alarm on its Maximum fires for whichever nears its ceiling. */
+  issuanceBudgetUsed(percent: number): void {
+    this.metrics.addMetric('IssuanceBudgetUsed', MetricUnit.Percent, percent);
+  }
 }
 
 /** Runs work inside an X-Ray subsegment when tracing is on; a no-op wrapper otherwise. */

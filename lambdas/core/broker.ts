@@ -9,6 +9,12 @@ import {
 import { type Cooldown, cooldownReasonOf, coolingDownError, isCoolingDown, nextCooldown } from './cooldown.js';
 import { BrokerError } from './errors.js';
 import { asksForFreshness, type Freshness, meetsFreshness, resolveFreshness } from './freshness.js';
+import {
+  budgetWindowOf,
+  defaultMaxTokenRequestsPerHour,
+  issuanceBudgetExhausted,
+  issuanceBudgetWarnPercent,
+} from './issuance-budget.js';
 import type {
   BrokerLogger,
   BrokerMetrics,
@@ -222,6 +228,8 @@ export class TokenBroker {
   private readonly revocations = new Map<string, { revokedAt: number | undefined; checkedAt: number }>();
   /** The last cooldown this container knows of per client, standing or lapsed (the next one doubles it). */
   private readonly cooldowns = new Map<string, Cooldown>();
+  /** Per client, the end of the hour whose issuance budget this container saw used up. */
+  private readonly budgetSpentUntil = new Map<string, number>();
   private readonly revocationChecks = new Map<string, Promise<void>>();
 
   constructor(options: TokenBrokerOptions) {
@@ -490,6 +498,16 @@ export class TokenBroker {
       lease = attempt;
     }
     const { state, deadline } = lease;
+    if (state === 'held') {
+      // Check, lease, check again: a holder stores its token before it releases the lease, so a lease won just
+      // after another container's release finds that container's token here rather than calling a second time.
+      const stored = await this.readShared(target, keys);
+      if (stored !== undefined && this.isUsable(target, stored) && !this.isDue(stored)) {
+        await this.releaseLease(target, holder);
+        this.remember(target, stored);
+        return { token: stored, cache: 'table' };
+      }
+    }
     const started = this.clock.now();
     if (target.freshness.notIssuedBefore !== undefined) {
       this.metrics.count('ForcedRefreshes', target.clientName);
@@ -627,6 +645,7 @@ export class TokenBroker {
 
   private async callEndpoint(target: Target, credentials: ClientCredentials, deadline: number): Promise<CachedToken> {
     // Lifetime counts from before the request is sent, so the broker never believes a token lives longer than it does.
+    await this.takeIssuance(target);
     const issuedAt = this.clock.now();
     this.metrics.count('TokenEndpointCalls', target.clientName);
     let issued: Awaited<ReturnType<TokenEndpoint['fetchToken']>>;
@@ -654,6 +673,47 @@ export class TokenBroker {
       issuedAt,
       expiresAt: issuedAt + issued.expiresIn * 1000,
     };
+  }
+
+  /**
+   * Counts the call against the client's hourly budget, fleet-wide, or refuses it once the budget is spent. The
+   * table being unreachable lets the call go: the lease and single flight still bound it, and refusing would
+   * turn a table outage into a token outage.
+   */
+  private async takeIssuance(target: Target): Promise<void> {
+    const limit = target.client.maxTokenRequestsPerHour ?? defaultMaxTokenRequestsPerHour;
+    const now = this.clock.now();
+    const window = budgetWindowOf(now);
+    if ((this.budgetSpentUntil.get(target.clientName) ?? 0) > now) {
+      throw issuanceBudgetExhausted(target.clientName, limit, window.end, now);
+    }
+    let used: number | undefined;
+    try {
+      used = await this.cache.countIssuance(target.clientName, window, limit);
+    } catch (error) {
+      this.sharedCacheFailed(target, 'issuance count', error);
+      return;
+    }
+    if (used === undefined) {
+      this.budgetSpentUntil.set(target.clientName, window.end);
+      this.metrics.count('IssuanceBudgetExhausted', target.clientName);
+      this.logger.error('token request refused: the client made its maxTokenRequestsPerHour', {
+        client: target.clientName,
+        maxTokenRequestsPerHour: limit,
+        resumesInSeconds: Math.ceil((window.end - now) / 1000),
+      });
+      throw issuanceBudgetExhausted(target.clientName, limit, window.end, now);
+    }
+    const percent = (100 * used) / limit;
+    this.metrics.issuanceBudgetUsed(percent, target.clientName);
+    // The first call past the share the alarm watches: one line per client and hour, naming the client.
+    if (used === Math.floor((limit * issuanceBudgetWarnPercent) / 100) + 1) {
+      this.logger.warn('client has made most of its token requests for this hour', {
+        client: target.clientName,
+        used,
+        maxTokenRequestsPerHour: limit,
+      });
+    }
   }
 
   /**

@@ -1,5 +1,6 @@
 import { visit } from 'jsonc-parser';
 import { checkHostPatterns } from './endpoint-hosts.js';
+import { maxTokenRequestsPerHourLimit } from './issuance-budget.js';
 import { isScopeToken } from './scope.js';
 
 export const authMethods = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;
@@ -54,6 +55,8 @@ export interface ClientConfig {
   resources?: string[];
   /** Sent when the caller names no resource; must be among `resources`. */
   defaultResource?: string;
+  /** Token-endpoint calls the whole fleet may make for this client per clock hour (issuance-budget.ts). */
+  maxTokenRequestsPerHour?: number;
 }
 
 export type ClientRegistry = Readonly<Record<string, ClientConfig>>;
@@ -81,6 +84,7 @@ const knownFields = new Set([
   'defaultAudience',
   'resources',
   'defaultResource',
+  'maxTokenRequestsPerHour',
 ]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -133,7 +137,7 @@ export const maxLifetimeSeconds = 31 * 24 * 3600;
 export interface WholeNumberBounds {
   minimum: number;
   maximum: number;
-  unit: 'seconds' | 'milliseconds';
+  unit: 'seconds' | 'milliseconds' | 'requests';
 }
 
 /**
@@ -427,6 +431,15 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
     if (problem !== undefined) problems.push(`${at('defaultExpiresIn')}: ${problem} (31 days)`);
   }
 
+  if (raw.maxTokenRequestsPerHour !== undefined) {
+    const problem = wholeNumberProblem(raw.maxTokenRequestsPerHour, {
+      minimum: 1,
+      maximum: maxTokenRequestsPerHourLimit,
+      unit: 'requests',
+    });
+    if (problem !== undefined) problems.push(`${at('maxTokenRequestsPerHour')}: ${problem}`);
+  }
+
   if (raw.authMethod !== undefined && !authMethods.includes(raw.authMethod as AuthMethod)) {
     problems.push(`${at('authMethod')}: must be one of ${authMethods.join(', ')}`);
   }
@@ -530,6 +543,9 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
       ...(client.defaultAudience === undefined ? {} : { defaultAudience: client.defaultAudience }),
       ...(client.resources === undefined ? {} : { resources: [...client.resources] }),
       ...(client.defaultResource === undefined ? {} : { defaultResource: client.defaultResource }),
+      ...(client.maxTokenRequestsPerHour === undefined
+        ? {}
+        : { maxTokenRequestsPerHour: client.maxTokenRequestsPerHour }),
     };
   }
   return Object.freeze(registry);

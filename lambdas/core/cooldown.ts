@@ -29,13 +29,16 @@ export const maxCooldownSeconds = 600;
  */
 export const cooldownMemorySeconds = 3600;
 
-/** The cooldown a failure of the token endpoint calls for, if any; failures of the broker's own making call for none. */
+/**
+ * The cooldown a failure of the provider calls for, if any. Failures on the broker's side (a secret that cannot
+ * be read, the issuance budget) call for none: the provider is not the one to spare.
+ */
 export function cooldownReasonOf(error: unknown): CooldownReason | undefined {
   if (!(error instanceof BrokerError)) return undefined;
   if (error.upstreamError === 'invalid_client') return 'invalid_client';
   if (error.upstreamStatus === 429) return 'rate_limited';
   if (error.upstreamStatus !== undefined && error.upstreamStatus >= 500) return 'provider_failing';
-  if (error.code === 'unavailable' || error.code === 'upstream_timeout') return 'provider_failing';
+  if (error.upstreamUnreachable || error.code === 'upstream_timeout') return 'provider_failing';
   return undefined;
 }
 

@@ -30,6 +30,8 @@ export interface BrokerErrorOptions {
   upstreamError?: string;
   upstreamStatus?: number;
   upstreamRetryAfterMs?: number;
+  /** The provider could not be reached at all (refused, reset, DNS, TLS): no status to go by. */
+  upstreamUnreachable?: boolean;
   retryAfterSeconds?: number;
 }
 
@@ -41,6 +43,8 @@ export class BrokerError extends Error {
   readonly upstreamStatus: number | undefined;
   /** How long the provider asked to be left alone (its Retry-After), in milliseconds. */
   readonly upstreamRetryAfterMs: number | undefined;
+  /** The provider could not be reached at all. */
+  readonly upstreamUnreachable: boolean;
   /** When the caller may usefully try again, in whole seconds: sent as Retry-After over HTTP. */
   readonly retryAfterSeconds: number | undefined;
 
@@ -52,6 +56,7 @@ export class BrokerError extends Error {
     this.upstreamError = options?.upstreamError;
     this.upstreamStatus = options?.upstreamStatus;
     this.upstreamRetryAfterMs = options?.upstreamRetryAfterMs;
+    this.upstreamUnreachable = options?.upstreamUnreachable === true;
     this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 

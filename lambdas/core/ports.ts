@@ -104,6 +104,12 @@ export interface TokenCache {
   writeCooldown(clientName: string, cooldown: Cooldown): Promise<void>;
   /** The provider answered again: the next failure starts the pauses over. */
   clearCooldown(clientName: string): Promise<void>;
+  /**
+   * Counts one token-endpoint call of the client in the window starting at `window.start`, unless `limit` calls
+   * are counted there already: the count with this call, or undefined when it is refused. Atomic across
+   * containers; the count is forgotten some time after `window.end`.
+   */
+  countIssuance(clientName: string, window: { start: number; end: number }, limit: number): Promise<number | undefined>;
 }
 
 export interface TokenRequest {
@@ -166,6 +172,8 @@ export type BrokerMetric =
   | 'Cooldowns'
   /** A renewal not attempted because the client's cooldown stood: served the current token, or a 503. */
   | 'CooldownSkips'
+  /** A token-endpoint call refused because the client made its maxTokenRequestsPerHour this hour. */
+  | 'IssuanceBudgetExhausted'
   /** A token endpoint on a host not approved for the client: nothing was sent to it. */
   | 'TokenEndpointRefused';
 
@@ -174,9 +182,12 @@ export interface BrokerMetrics {
   count(metric: BrokerMetric, client: string): void;
   /** Milliseconds one call to the token endpoint took, retries included. */
   upstreamLatency(ms: number, client: string): void;
+  /** The share (percent) of its hourly issuance budget a client has used, with the call just counted. */
+  issuanceBudgetUsed(percent: number, client: string): void;
 }
 
 export const noMetrics: BrokerMetrics = {
   count() {},
   upstreamLatency() {},
+  issuanceBudgetUsed() {},
 };

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import { maxExpiresInSeconds } from '../../lambdas/adapters/oauth-token-endpoint.js';
 import { firstCooldownSeconds } from '../../lambdas/core/cooldown.js';
 import { type Fault, json, rewrite } from '../support/fault-proxy.js';
@@ -14,6 +16,7 @@ import {
   randomValue,
   readScope,
   startFaultsHarness,
+  tableName,
   upstreamBudgetMs,
   writeScope,
 } from '../support/faults-harness.js';
@@ -272,6 +275,39 @@ describe('the broker under faults (oidc-provider behind the fault proxy, dynalit
       assert.equal(harness.proxy.received('token'), calls, 'no call within the cooldown');
       assert.equal(warm.metrics.of('CooldownSkips'), 5);
     });
+  });
+
+  describe('issuance budget', () => {
+    faultTest(
+      'counts calls in the table across containers and refuses the one past maxTokenRequestsPerHour',
+      async (logs) => {
+        const [first, second] = [harness.newContainer(), harness.newContainer()];
+        // Both at the middle of an hour, so that the requests fall in one budget window whenever the test runs.
+        const toHalfPast = (1_800_000 - (first.clock.now() % 3_600_000) + 3_600_000) % 3_600_000;
+        for (const container of [first, second]) container.clock.advance(toHalfPast);
+        const before = harness.proxy.received('token');
+        ok(await first.http('budgeted', readScope));
+        ok(await second.http('budgeted', writeScope));
+        assert.equal(harness.proxy.received('token'), before + 2);
+        const refusal = await second.http('budgeted', `${readScope} ${writeScope}`);
+        assert.match(refused(refusal, 503, 'unavailable'), /^client budgeted has made its 2 token requests this hour/);
+        assert.ok(Number(refusal.headers['Retry-After']) > 0);
+        assert.equal(harness.proxy.received('token'), before + 2, 'the refused call never left');
+        assert.equal(second.metrics.of('IssuanceBudgetExhausted'), 1);
+        assert.ok(
+          logs
+            .lines()
+            .some((line) => line.message === 'token request refused: the client made its maxTokenRequestsPerHour'),
+        );
+        const hour = Math.floor(first.clock.now() / 3_600_000) * 3600;
+        const table = new DynamoDBClient({});
+        const counted = await table.send(
+          new GetItemCommand({ TableName: tableName, Key: { [partitionKey]: { S: `issued:budgeted@${hour}` } } }),
+        );
+        table.destroy();
+        assert.equal(counted.Item?.calls?.N, '2', 'one counter item, at the limit: the refused call added nothing');
+      },
+    );
   });
 
   describe('invalid token answers', () => {

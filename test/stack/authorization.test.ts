@@ -76,10 +76,12 @@ describe("the function role's permissions, exactly", () => {
     assert.deepEqual(
       rolePermissions(template, stack),
       [
-        // Exactly what lambdas/adapters/dynamodb-cache.ts calls: no UpdateItem, no Query, no batch.
+        // Exactly what lambdas/adapters/dynamodb-cache.ts calls: no Query, no batch.
         `Allow dynamodb:DeleteItem ${tableArn}`,
         `Allow dynamodb:GetItem ${tableArn}`,
         `Allow dynamodb:PutItem ${tableArn}`,
+        // countIssuance: the one atomic counter, a conditional ADD.
+        `Allow dynamodb:UpdateItem ${tableArn}`,
         // revokeClient finds a client's cached tokens by scanning the (small) table.
         `Allow dynamodb:Scan ${tableArn}`,
         `Allow logs:CreateLogStream ${JSON.stringify({ 'Fn::GetAtt': [fnLogs, 'Arn'] })}`,
@@ -116,7 +118,7 @@ describe("the function role's permissions, exactly", () => {
       `Allow secretsmanager:GetSecretValue ${JSON.stringify({ Ref: logicalIdOf(template, 'AWS::SecretsManager::Secret') })}`,
     ]);
     const others = rolePermissions(template, stack).filter((line) => !/secretsmanager|kms/.test(line));
-    assert.equal(others.length, 8, 'nothing else changes');
+    assert.equal(others.length, 9, 'nothing else changes');
   });
 
   it('grants made by callers do not touch the function role', () => {
@@ -129,7 +131,7 @@ describe("the function role's permissions, exactly", () => {
         },
       },
     });
-    assert.equal(rolePermissions(template, stack).length, 10);
+    assert.equal(rolePermissions(template, stack).length, 11);
   });
 });
 

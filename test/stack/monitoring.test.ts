@@ -79,9 +79,9 @@ describe('the metrics the alarms read are the ones the function emits', () => {
 describe('alarms', () => {
   const { template } = synth();
 
-  it('six alarms, each over one 5-minute period, missing data not breaching, no actions without a topic', () => {
+  it('seven alarms, each over one 5-minute period, missing data not breaching, no actions without a topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
-    assert.equal(alarms.length, 6);
+    assert.equal(alarms.length, 7);
     for (const props of alarms) {
       assert.equal(props.EvaluationPeriods, 1);
       assert.equal(props.DatapointsToAlarm, 1);
@@ -95,6 +95,20 @@ describe('alarms', () => {
           : [props.Period];
       assert.ok(periods.length > 0 && periods.every((p: number) => p === 300), JSON.stringify(periods));
     }
+  });
+
+  it("issuance budget: the Maximum of IssuanceBudgetUsed over every client > 80 % of a client's hourly ceiling", () => {
+    const props = alarm(template, 'A client made more than 80 %');
+    assert.equal(props.Threshold, 80);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'TokenBroker',
+      MetricName: 'IssuanceBudgetUsed',
+      Dimensions: service,
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 80,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
   });
 
   it('upstream error rate: 100 * TokenEndpointFailures / TokenEndpointCalls > 10 %, only with at least 10 calls', () => {
@@ -227,7 +241,7 @@ describe('alarm notifications', () => {
   it('alarmTopicArn in the context: every alarm notifies the topic on ALARM and on OK', () => {
     const { template } = synth({ ...shipped, alarmTopicArn: topicArn });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
-    assert.equal(alarms.length, 6);
+    assert.equal(alarms.length, 7);
     for (const a of alarms) {
       assert.deepEqual(a.Properties.AlarmActions, [topicArn]);
       assert.deepEqual(a.Properties.OKActions, [topicArn]);
@@ -337,6 +351,7 @@ describe('the dashboard', () => {
       'ForcedRefreshes',
       'Cooldowns',
       'CooldownSkips',
+      'IssuanceBudgetExhausted',
     ]) {
       assert.ok(metrics.includes(`"${name}","service","token-broker"`), name);
     }

@@ -121,6 +121,16 @@ export class MapTokenCache implements TokenCache {
     this.check();
     this.cooldowns.delete(clientName);
   }
+  /** Calls counted per client and window start. */
+  readonly issuance = new Map<string, number>();
+  async countIssuance(clientName: string, window: { start: number }, limit: number): Promise<number | undefined> {
+    this.check();
+    const key = `${clientName}@${window.start}`;
+    const used = this.issuance.get(key) ?? 0;
+    if (used >= limit) return undefined;
+    this.issuance.set(key, used + 1);
+    return used + 1;
+  }
 }
 
 /** A sealing key fixed at construction (random by default), counting its reads. */
@@ -164,6 +174,10 @@ export class CountingMetrics implements BrokerMetrics {
   }
   upstreamLatency(ms: number): void {
     this.latencies.push(ms);
+  }
+  readonly budgetUsage: number[] = [];
+  issuanceBudgetUsed(percent: number): void {
+    this.budgetUsage.push(percent);
   }
   of(metric: BrokerMetric): number {
     return this.counts.get(metric) ?? 0;

@@ -99,7 +99,11 @@ export async function startFaultsHarness() {
     lagging: client('faults/lagging'),
     'fields-missing': client('faults/fields-missing'),
     'not-json': client('faults/not-json'),
+    // Two token requests an hour: the issuance budget.
+    budgeted: client('faults/budgeted', { maxTokenRequestsPerHour: 2 }),
   };
+  const mainCredentials = provider.find((entry) => entry.clientId === 'faults-main');
+  if (mainCredentials !== undefined) secretsManager.putSecret('faults/budgeted', secretJson(mainCredentials));
   const coldNames: string[] = [];
   for (let i = 1; i <= coldClientCount; i++) {
     const name = `cold-${String(i).padStart(2, '0')}`;

@@ -30,6 +30,12 @@ const clients: ClientRegistry = {
     secretName: 'token-broker/plain',
     scopes: ['a', 'b'],
   },
+  budgeted: {
+    wellKnownUrl: 'https://issuer.example/.well-known/openid-configuration',
+    secretName: 'token-broker/budgeted',
+    scopes: ['a', 'b'],
+    maxTokenRequestsPerHour: 2,
+  },
 };
 
 function setup(options: { refreshWindowSeconds?: number; refreshAheadFraction?: number } = {}) {
@@ -578,6 +584,74 @@ describe('TokenBroker', () => {
     });
   });
 
+  describe('issuance budget', () => {
+    it('counts every call against the client budget across containers, and refuses the one past it', async () => {
+      const { newBroker, clock, endpoint, metrics, logger, cache } = setup();
+      const [first, second] = [newBroker(), newBroker()];
+      await first.getToken({ client: 'budgeted', scope: 'a' });
+      await second.getToken({ client: 'budgeted', scope: 'b' });
+      assert.deepEqual(metrics.budgetUsage, [50, 100]);
+      assert.ok(
+        logger.lines.some((line) => line.message === 'client has made most of its token requests for this hour'),
+      );
+      clock.advance(60_000);
+      await assert.rejects(first.getToken({ client: 'budgeted', scope: 'a b' }), (error: unknown) => {
+        assert.ok(error instanceof BrokerError);
+        assert.equal(error.code, 'unavailable');
+        assert.equal(error.retryAfterSeconds, 3540);
+        assert.match(
+          error.message,
+          /^client budgeted has made its 2 token requests this hour; the next may go out in 3540 s$/,
+        );
+        return true;
+      });
+      assert.equal(endpoint.calls, 2);
+      assert.equal(metrics.of('IssuanceBudgetExhausted'), 1);
+      assert.equal(cache.cooldowns.size, 0, 'a spent budget is not the provider failing');
+      // Other clients have budgets of their own, and the next hour is a new one.
+      await first.getToken({ client: 'plain' });
+      clock.advance(3540_000);
+      await second.getToken({ client: 'budgeted', scope: 'a b' });
+      assert.equal(endpoint.calls, 4);
+    });
+
+    it('serves the current token when its renewal finds the budget spent', async () => {
+      const { broker, clock, endpoint } = setup();
+      await broker.getToken({ client: 'budgeted' });
+      clock.advance(60_000);
+      await broker.getToken({ client: 'budgeted', forceRefresh: true });
+      clock.advance(3301_000);
+      const served = await broker.getToken({ client: 'budgeted' });
+      assert.equal(served.cache, 'stale-served');
+      assert.equal(served.response.access_token, 'token-2');
+      assert.equal(endpoint.calls, 2);
+    });
+
+    it('lets the call go when the table cannot count it', async () => {
+      const { broker, endpoint, cache, metrics } = setup();
+      cache.failing = true;
+      await broker.getToken({ client: 'budgeted' });
+      assert.equal(endpoint.calls, 1);
+      assert.ok(metrics.of('SharedCacheErrors') > 0);
+    });
+
+    it('counts each retry with a rotated secret as a call of its own', async () => {
+      const { broker, endpoint, secrets, cache } = setup();
+      endpoint.answerWith(async (request, call) => {
+        if (call === 1)
+          throw new BrokerError('upstream_error', 'refused', { upstreamError: 'invalid_client', upstreamStatus: 401 });
+        return { accessToken: `token-${call}`, tokenType: 'Bearer', expiresIn: 3600, scope: request.scope };
+      });
+      const reread = { clientId: 'id', clientSecret: 'rotated' };
+      const original = secrets.getCredentials.bind(secrets);
+      secrets.getCredentials = async (name, client, options) =>
+        options?.refresh ? reread : original(name, client, options);
+      await broker.getToken({ client: 'budgeted' });
+      assert.equal(endpoint.calls, 2);
+      assert.deepEqual([...cache.issuance.values()], [2]);
+    });
+  });
+
   describe('caller-driven recovery', () => {
     it('fetches a new token on forceRefresh and serves it to every later caller', async () => {
       const { broker, clock, endpoint, metrics, logger } = setup();
@@ -756,7 +830,9 @@ describe('TokenBroker', () => {
       await broker.getToken({ client: 'bwell' });
       clock.advance(3301_000);
       endpoint.answerWith(async () => {
-        throw new BrokerError('unavailable', 'the token endpoint of client bwell could not be reached');
+        throw new BrokerError('unavailable', 'the token endpoint of client bwell could not be reached', {
+          upstreamUnreachable: true,
+        });
       });
       const stale = await broker.getToken({ client: 'bwell' });
       assert.equal(stale.cache, 'stale-served');
@@ -806,6 +882,25 @@ describe('TokenBroker', () => {
       assert.ok(results.every((result) => result.response.access_token === 'only-one'));
       assert.deepEqual(results.map((result) => result.cache).sort(), ['fetched', 'table', 'table', 'table']);
       assert.equal(metrics.of('LeaseWaits'), 3);
+    });
+
+    it('finds the token a container stored just before releasing the lease, instead of calling again', async () => {
+      const { broker, newBroker, cache, endpoint } = setup();
+      // Another container's whole renewal lands between this one's table read and its lease.
+      const acquire = cache.acquireLease.bind(cache);
+      let raced = false;
+      cache.acquireLease = async (key, holder, now, until) => {
+        if (!raced) {
+          raced = true;
+          assert.equal((await newBroker().getToken({ client: 'bwell' })).cache, 'fetched');
+        }
+        return acquire(key, holder, now, until);
+      };
+      const result = await broker.getToken({ client: 'bwell' });
+      assert.equal(result.cache, 'table');
+      assert.equal(result.response.access_token, 'token-1');
+      assert.equal(endpoint.calls, 1);
+      assert.equal(cache.leases.size, 0, 'the lease was released');
     });
 
     it('takes over the lease of a container that died holding it', async () => {
@@ -1151,7 +1246,8 @@ describe('TokenBroker', () => {
       assert.equal(fresh.cache, 'fetched');
       assert.equal(fresh.response.access_token, 'token-2');
       assert.equal(endpoint.calls, 2);
-      assert.equal(cache.gets, gets + 1, 'the marker was read beside the token, not in a round trip of its own');
+      // The token once beside the marker (not in a round trip of its own), and once more under the lease.
+      assert.equal(cache.gets, gets + 2);
     });
 
     it('refuses to invalidate an unknown client', async () => {

@@ -60,6 +60,18 @@ describe('client registry', () => {
     assert.match(problemsOf([]), /must be an object/);
   });
 
+  it('takes a maxTokenRequestsPerHour of 1 to 100000 and keeps it; refuses anything else', () => {
+    const registry = parseClientRegistry({ bwell: { ...valid, maxTokenRequestsPerHour: 30 } });
+    assert.equal(registry.bwell?.maxTokenRequestsPerHour, 30);
+    assert.equal(parseClientRegistry({ bwell: valid }).bwell?.maxTokenRequestsPerHour, undefined);
+    for (const bad of [0, -1, 1.5, 100_001, '30', null]) {
+      assert.match(
+        problemsOf({ bwell: { ...valid, maxTokenRequestsPerHour: bad } }),
+        /clients\.bwell\.maxTokenRequestsPerHour: must be a whole number of requests from 1 to 100000/,
+      );
+    }
+  });
+
   it('accepts plain http discovery only on loopback and only when allowed', () => {
     const local = { ...valid, wellKnownUrl: 'http://127.0.0.1:9000/.well-known/openid-configuration' };
     assert.match(problemsOf({ demo: local }), /must be an https URL/);
