@@ -194,13 +194,29 @@ export function servableWindowMs(lifetimeMs: number, refreshWindowSeconds: numbe
   return Math.min(refreshWindowSeconds * 1000, lifetimeMs / 4);
 }
 
-/** How long before expiry renewal is due: a share of the lifetime (bounded), and never later than the window. */
+/**
+ * With refresh ahead on, renewal falls at least this long (a tenth of the lifetime for short tokens) before the
+ * token stops being served: while it runs, or fails and the fleet's cooldown passes, every other caller is still
+ * served the current token. Without it a token whose refresh-ahead share is no more than the window (300 s
+ * tokens and a 60 s window) would be renewed only once it could no longer be served, and every caller would
+ * wait on the renewal, or fail with it.
+ */
+export const renewalBridgeMaxSeconds = 30;
+
+/**
+ * How long before expiry renewal is due: a share of the lifetime (bounded), and never later than the window
+ * less the bridge.
+ */
 export function renewalLeadMs(
   lifetimeMs: number,
   settings: { refreshWindowSeconds: number; refreshAheadFraction: number; refreshAheadMaxMs: number },
 ): number {
+  const bridgeMs =
+    settings.refreshAheadFraction === 0
+      ? 0
+      : Math.min(renewalBridgeMaxSeconds * 1000, lifetimeMs / 10, settings.refreshAheadMaxMs);
   return Math.max(
-    servableWindowMs(lifetimeMs, settings.refreshWindowSeconds),
+    servableWindowMs(lifetimeMs, settings.refreshWindowSeconds) + bridgeMs,
     Math.min(lifetimeMs * settings.refreshAheadFraction, settings.refreshAheadMaxMs),
   );
 }

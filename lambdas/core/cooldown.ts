@@ -21,7 +21,16 @@ export const firstCooldownSeconds: Readonly<Record<CooldownReason, number>> = {
   rate_limited: 10,
   provider_failing: 5,
 };
-/** The longest pause, a provider's Retry-After included: a wrong or hostile header cannot stop the fleet for long. */
+/**
+ * The longest pause doubling reaches for each kind. A failing provider is tried again at least every 30 s, so
+ * the fleet is back within 30 s of it; a wrong secret needs a person, and calls cannot mend it.
+ */
+export const maxBackoffSeconds: Readonly<Record<CooldownReason, number>> = {
+  invalid_client: 300,
+  rate_limited: 60,
+  provider_failing: 30,
+};
+/** The longest pause of all, a provider's Retry-After included: a wrong or hostile header cannot stop the fleet for long. */
 export const maxCooldownSeconds = 600;
 /**
  * How long a lapsed cooldown still counts towards the next one: a provider that fails again this soon after
@@ -43,8 +52,8 @@ export function cooldownReasonOf(error: unknown): CooldownReason | undefined {
 }
 
 /**
- * The cooldown that follows a failure: the provider's Retry-After when it sent one, otherwise the reason's first
- * pause doubled for each failure in a row before it; never longer than maxCooldownSeconds.
+ * The cooldown that follows a failure: the provider's Retry-After when it sent one (at most maxCooldownSeconds),
+ * otherwise the reason's first pause doubled for each failure in a row before it, at most maxBackoffSeconds.
  */
 export function nextCooldown(
   reason: CooldownReason,
@@ -54,7 +63,10 @@ export function nextCooldown(
 ): Cooldown {
   const failures =
     previous !== undefined && now - previous.until < cooldownMemorySeconds * 1000 ? previous.failures + 1 : 1;
-  const backoffMs = firstCooldownSeconds[reason] * 1000 * 2 ** Math.min(failures - 1, 16);
+  const backoffMs = Math.min(
+    firstCooldownSeconds[reason] * 1000 * 2 ** Math.min(failures - 1, 16),
+    maxBackoffSeconds[reason] * 1000,
+  );
   const pauseMs = Math.min(retryAfterMs ?? backoffMs, maxCooldownSeconds * 1000);
   return { until: now + pauseMs, reason, failures };
 }

@@ -5,6 +5,7 @@
 import { done, emit, print, setup } from './child.js';
 import { runBurst } from './phase-burst.js';
 import { runColdStart } from './phase-cold-start.js';
+import { runFleet } from './phase-fleet.js';
 import { runHttp } from './phase-http.js';
 import { runInProcess } from './phase-inproc.js';
 import { runSteady } from './phase-steady.js';
@@ -16,6 +17,7 @@ const runners: Record<Phase, () => Promise<Figure[]>> = {
   http: runHttp,
   burst: runBurst,
   steady: runSteady,
+  fleet: runFleet,
   cold: runColdStart,
 };
 

@@ -14,12 +14,13 @@ import {
 } from '../../lambdas/core/broker.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { phaseCommand, print, scaled, tokenEvent, tokenRequests } from './child.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
+import { phaseCommand, print, scaled, setup, tokenEvent, tokenRequests } from './child.js';
 import { type Container, newContainer } from './container.js';
 import type { Figure, OidcName } from './protocol.js';
 import { count, distribution, percent, spread } from './stats.js';
 
-interface Scenario {
+export interface Scenario {
   client: string;
   oidc: OidcName;
   lifetimeS: number;
@@ -28,6 +29,34 @@ interface Scenario {
   tickMs: number;
   containers: number;
   limitMs: number;
+  /** Settings beside the window, as the function's environment carries them. */
+  env?: Record<string, string>;
+  /** Simulated seconds (from the start) during which every token request gets a 503 from a proxy in front. */
+  outage?: { fromS: number; toS: number };
+}
+
+/** What one run measured, before it becomes a figure. */
+export interface ScenarioRun {
+  scenario: Scenario;
+  simulatedS: number;
+  realS: number;
+  lifetimesRun: number;
+  rate: number;
+  ahead: number;
+  period: number;
+  requests: Request[];
+  waitedRequests: Request[];
+  failed: Request[];
+  /** Token requests that reached the provider, and (with an outage) those the proxy refused. */
+  calls: number;
+  refusedCalls: number;
+  renewals: number;
+  duplicated: number;
+  early: number;
+  minGap: number;
+  tokens: Set<string>;
+  outcomes: Record<string, number>;
+  stoppedEarly: boolean;
 }
 
 /** Real time plus an offset that only grows: simulated time never runs backwards. */
@@ -45,6 +74,8 @@ class SimulatedClock {
 
 interface Request {
   tick: number;
+  /** Simulated seconds since the start. */
+  at: number;
   container: number;
   ms: number;
   status: number;
@@ -52,7 +83,7 @@ interface Request {
   token: string | undefined;
 }
 
-async function runScenario(scenario: Scenario): Promise<Figure> {
+export async function runScenario(scenario: Scenario): Promise<ScenarioRun> {
   const clock = new SimulatedClock();
   /** Per container: the ticks in which it slept (only awaiting another container's delivery, or a retry backoff, sleeps). */
   const slept = Array.from({ length: scenario.containers }, () => new Set<number>());
@@ -60,7 +91,21 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     [environmentVariables.refreshWindowSeconds]: String(scenario.windowS),
+    ...scenario.env,
   };
+  // An outage is a proxy in front of the provider that answers 503 while it lasts: the client goes through it.
+  const proxy = scenario.outage === undefined ? undefined : await startFaultProxy(setup.oidc[scenario.oidc]);
+  if (proxy !== undefined) {
+    const registry = { ...setup.registry };
+    const entry = registry[scenario.client];
+    if (entry === undefined) throw new Error(`no registry entry ${scenario.client}`);
+    registry[scenario.client] = {
+      ...entry,
+      wellKnownUrl: proxy.wellKnownUrl,
+      tokenEndpointHosts: [new URL(proxy.tokenEndpoint).host],
+    };
+    env[environmentVariables.clients] = JSON.stringify(registry);
+  }
   const containers: Container[] = slept.map((sleptTicks) => {
     const containerClock: Clock = {
       now: () => clock.now(),
@@ -77,7 +122,8 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
     renewalLeadMs(scenario.lifetimeS * 1000, {
       refreshWindowSeconds: scenario.windowS,
       refreshAheadFraction: defaultRefreshAheadFraction,
-      refreshAheadMaxMs: defaultRefreshAheadMaxSeconds * 1000,
+      refreshAheadMaxMs:
+        Number(scenario.env?.[environmentVariables.refreshAheadMaxSeconds] ?? defaultRefreshAheadMaxSeconds) * 1000,
     }) / 1000;
   const period = scenario.lifetimeS - ahead;
   const durationMs = scenario.lifetimes * scenario.lifetimeS * 1000;
@@ -95,6 +141,11 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
       break;
     }
     clock.moveTo(start + tick * scenario.tickMs);
+    const at = (tick * scenario.tickMs) / 1000;
+    if (proxy !== undefined && scenario.outage !== undefined) {
+      const down = at >= scenario.outage.fromS && at < scenario.outage.toS;
+      proxy.always('token', down ? { status: 503, body: { error: 'temporarily_unavailable' } } : 'pass');
+    }
     const before = await tokenRequests(scenario.oidc);
     const answers = await Promise.all(
       containers.map(async (each, container) => ({ answer: await each.request(event), container })),
@@ -102,6 +153,7 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
     for (const { answer, container } of answers) {
       requests.push({
         tick,
+        at,
         container,
         ms: answer.elapsedMs,
         status: answer.status,
@@ -113,27 +165,47 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
     if (calls > 0) callTicks.push({ tick, calls, at: (clock.now() - start) / 1000 });
   }
   const simulatedS = (clock.now() - start) / 1000;
+  const refusedCalls = proxy === undefined ? 0 : proxy.received('token') - proxy.forwarded('token');
+  await proxy?.close();
 
   const waited = (r: Request) =>
     r.outcome === 'fetched' ||
     r.outcome === 'refreshed' ||
     r.outcome === 'stale-served' ||
     (r.outcome === 'table' && slept[r.container]?.has(r.tick) === true);
-  const waitedRequests = requests.filter(waited);
-  const failed = requests.filter((r) => r.status !== 200).length;
-  const calls = callTicks.reduce((sum, t) => sum + t.calls, 0);
-  const renewals = callTicks.length;
-  const duplicated = callTicks.filter((t) => t.calls > 1).length;
-  const tokens = new Set(requests.flatMap((r) => (r.token === undefined ? [] : [r.token])));
+  const callsMade = callTicks.reduce((sum, t) => sum + t.calls, 0);
   const gaps = callTicks.slice(1).map((t, i) => t.at - (callTicks[i]?.at ?? 0));
-  const minGap = gaps.length === 0 ? Number.NaN : Math.min(...gaps);
-  const early = gaps.filter((gap) => gap < period - scenario.tickMs / 1000).length;
   const outcomes: Record<string, number> = {};
   for (const r of requests) outcomes[r.outcome ?? 'error'] = (outcomes[r.outcome ?? 'error'] ?? 0) + 1;
+  return {
+    scenario,
+    simulatedS,
+    realS: (performance.now() - realStart) / 1000,
+    lifetimesRun: simulatedS / scenario.lifetimeS,
+    rate: (scenario.containers * 1000) / scenario.tickMs,
+    ahead,
+    period,
+    requests,
+    waitedRequests: requests.filter(waited),
+    failed: requests.filter((r) => r.status !== 200),
+    calls: callsMade,
+    refusedCalls,
+    renewals: callTicks.length,
+    duplicated: callTicks.filter((t) => t.calls > 1).length,
+    early: gaps.filter((gap) => gap < period - scenario.tickMs / 1000).length,
+    minGap: gaps.length === 0 ? Number.NaN : Math.min(...gaps),
+    tokens: new Set(requests.flatMap((r) => (r.token === undefined ? [] : [r.token]))),
+    outcomes,
+    stoppedEarly,
+  };
+}
+
+function steadyFigure(run: ScenarioRun): Figure {
+  const { scenario, simulatedS, lifetimesRun, rate, ahead, period, requests, waitedRequests, stoppedEarly } = run;
+  const { calls, renewals, duplicated, early, minGap, tokens, outcomes } = run;
+  const failed = run.failed.length;
   const latency = distribution(requests.map((r) => r.ms));
   const waitedLatency = distribution(waitedRequests.map((r) => r.ms));
-  const lifetimesRun = simulatedS / scenario.lifetimeS;
-  const rate = (scenario.containers * 1000) / scenario.tickMs;
   const pass = duplicated === 0 && early === 0 && tokens.size === calls && failed === 0 && !stoppedEarly;
 
   return {
@@ -141,7 +213,7 @@ async function runScenario(scenario: Scenario): Promise<Figure> {
     title: `steady run: ${scenario.lifetimeS} s tokens, ${scenario.windowS} s window, simulated clock`,
     command: phaseCommand('steady'),
     details: [
-      `SIMULATED TIME: ${count(Math.round(simulatedS))} s (${lifetimesRun.toFixed(1)} lifetimes) in ${((performance.now() - realStart) / 1000).toFixed(1)} s real; ` +
+      `SIMULATED TIME: ${count(Math.round(simulatedS))} s (${lifetimesRun.toFixed(1)} lifetimes) in ${run.realS.toFixed(1)} s real; ` +
         `constant load of ${rate} requests per simulated second (one to each of ${scenario.containers} containers sharing the table, all at once, every ${scenario.tickMs / 1000} s)` +
         (stoppedEarly ? ' — STOPPED AT THE TIME LIMIT' : ''),
       `a token is renewed ${ahead} s before expiry (the larger of the refresh-ahead share and the window, a quarter of the lifetime at most), so every ~${period} s: ` +
@@ -187,25 +259,29 @@ export async function runSteady(): Promise<Figure[]> {
   const common = { windowS: 60, containers: 4, limitMs: scaled(120_000, 20_000) };
   print('steady: 70 s tokens, 60 s window (simulated clock)...');
   figures.push(
-    await runScenario({
-      ...common,
-      client: 'steady-short',
-      oidc: 'short',
-      lifetimeS: 70,
-      lifetimes: scaled(6, 2),
-      tickMs: 500,
-    }),
+    steadyFigure(
+      await runScenario({
+        ...common,
+        client: 'steady-short',
+        oidc: 'short',
+        lifetimeS: 70,
+        lifetimes: scaled(6, 2),
+        tickMs: 500,
+      }),
+    ),
   );
   print('steady: 600 s tokens, 60 s window: refresh ahead (simulated clock)...');
   figures.push(
-    await runScenario({
-      ...common,
-      client: 'steady-long',
-      oidc: 'long',
-      lifetimeS: 600,
-      lifetimes: scaled(5, 2),
-      tickMs: 1_000,
-    }),
+    steadyFigure(
+      await runScenario({
+        ...common,
+        client: 'steady-long',
+        oidc: 'long',
+        lifetimeS: 600,
+        lifetimes: scaled(5, 2),
+        tickMs: 1_000,
+      }),
+    ),
   );
   return figures;
 }

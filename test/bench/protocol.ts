@@ -4,13 +4,14 @@
  * and reports figures over the IPC channel (its stdout is /dev/null: the broker's logs go there).
  */
 
-export const phases = ['inproc', 'http', 'burst', 'steady', 'cold'] as const;
+export const phases = ['inproc', 'http', 'burst', 'steady', 'fleet', 'cold'] as const;
 export type Phase = (typeof phases)[number];
 
 /** The local OpenID providers: one per access-token lifetime the bench needs. */
-export type OidcName = 'main' | 'short' | 'long';
+export type OidcName = 'main' | 'short' | 'long' | 'fleet';
 
 export interface OidcEndpoints {
+  issuer: string;
   wellKnownUrl: string;
   tokenEndpoint: string;
   ttlSeconds: number;
@@ -43,6 +44,7 @@ export interface RegistryEntry {
   defaultScope?: string;
   authMethod: 'client_secret_post';
   tokenEndpointHosts: string[];
+  maxTokenRequestsPerHour?: number;
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

@@ -20,6 +20,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { maxTokenRequestsPerHourLimit } from '../../lambdas/core/issuance-budget.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalOidcServer, startOidcServer } from '../../lambdas/local/oidc-server.js';
@@ -226,6 +227,7 @@ async function main(): Promise<number> {
       main: await oidcServer(3600),
       short: await oidcServer(70),
       long: await oidcServer(600),
+      fleet: await oidcServer(300),
     };
 
     // The bench client's credentials under one secret per registry client, as the registry requires.
@@ -248,6 +250,8 @@ async function main(): Promise<number> {
       authMethod: 'client_secret_post',
       // The provider names its token endpoint on another host than its issuer, as Cognito does.
       tokenEndpointHosts: [new URL(server.tokenEndpoint).host],
+      // The miss run makes 10,000 calls in a minute on purpose, far past the default hourly budget.
+      maxTokenRequestsPerHour: maxTokenRequestsPerHourLimit,
     });
     const registry: Record<string, RegistryEntry> = {
       bench: entry(oidc.main, benchScopes, 'bench.read'),
@@ -256,6 +260,10 @@ async function main(): Promise<number> {
       cold: entry(oidc.main, benchScopes, 'bench.read'),
       'steady-short': entry(oidc.short, benchScopes, 'bench.read'),
       'steady-long': entry(oidc.long, benchScopes, 'bench.read'),
+      'fleet-defaults': entry(oidc.fleet, benchScopes, 'bench.read'),
+      'fleet-tuned': entry(oidc.fleet, benchScopes, 'bench.read'),
+      'fleet-outage-early': entry(oidc.fleet, benchScopes, 'bench.read'),
+      'fleet-outage-late': entry(oidc.fleet, benchScopes, 'bench.read'),
     };
     const setup: BenchSetup = {
       quick: opts.quick,
@@ -264,9 +272,10 @@ async function main(): Promise<number> {
       caPath,
       tableName,
       oidc: {
-        main: { wellKnownUrl: oidc.main.wellKnownUrl, tokenEndpoint: oidc.main.tokenEndpoint, ttlSeconds: 3600 },
-        short: { wellKnownUrl: oidc.short.wellKnownUrl, tokenEndpoint: oidc.short.tokenEndpoint, ttlSeconds: 70 },
-        long: { wellKnownUrl: oidc.long.wellKnownUrl, tokenEndpoint: oidc.long.tokenEndpoint, ttlSeconds: 600 },
+        main: endpointsOf(oidc.main, 3600),
+        short: endpointsOf(oidc.short, 70),
+        long: endpointsOf(oidc.long, 600),
+        fleet: endpointsOf(oidc.fleet, 300),
       },
       credentials,
       missScopes,
@@ -388,3 +397,7 @@ main().then(
     process.exitCode = 1;
   },
 );
+
+function endpointsOf(server: LocalOidcServer, ttlSeconds: number) {
+  return { issuer: server.issuer, wellKnownUrl: server.wellKnownUrl, tokenEndpoint: server.tokenEndpoint, ttlSeconds };
+}

@@ -139,7 +139,9 @@ interface RouteState {
 }
 
 /** Starts a proxy on a free port of 127.0.0.1 in front of `upstream` (an https `LocalOidcServer`). */
-export async function startFaultProxy(upstream: LocalOidcServer): Promise<FaultProxy> {
+export async function startFaultProxy(
+  upstream: Pick<LocalOidcServer, 'issuer' | 'tokenEndpoint'>,
+): Promise<FaultProxy> {
   const upstreamIssuer = new URL(upstream.issuer);
   if (upstreamIssuer.protocol !== 'https:') throw new TypeError('the fault proxy fronts an https LocalOidcServer');
   const upstreamPort = Number(upstreamIssuer.port);

@@ -3,7 +3,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { TokenBroker } from '../../lambdas/core/broker.js';
 import type { ClientRegistry } from '../../lambdas/core/config.js';
-import { firstCooldownSeconds, maxCooldownSeconds } from '../../lambdas/core/cooldown.js';
+import { firstCooldownSeconds, maxBackoffSeconds, maxCooldownSeconds } from '../../lambdas/core/cooldown.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import { forceRefreshIntervalSeconds, maxMinTtlSeconds } from '../../lambdas/core/freshness.js';
 import { deriveSealingKey, seal, unseal } from '../../lambdas/core/sealing.js';
@@ -394,7 +394,7 @@ describe('TokenBroker', () => {
     }));
     const first = await broker.getToken({ client: 'bwell' });
     assert.equal(first.response.expires_in, 30);
-    for (let second = 1; second <= 20; second++) {
+    for (let second = 1; second <= 19; second++) {
       clock.advance(1_000);
       const later = await broker.getToken({ client: 'bwell' });
       assert.equal(later.cache, 'memory');
@@ -402,12 +402,11 @@ describe('TokenBroker', () => {
       assert.equal(later.response.expires_in, 30 - second, 'the true remaining lifetime');
     }
     assert.equal(endpoint.calls, 1);
-    // 30 s / 4 = 7.5 s: renewed once less than that remains, before the token expires.
-    clock.advance(2_000);
-    assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'short-1');
+    // Served down to 30 s / 4 = 7.5 s left; renewed a tenth of the lifetime before that, at 10.5 s left, so
+    // that a renewal that fails still leaves the current token to serve.
     clock.advance(1_000);
     const renewed = await broker.getToken({ client: 'bwell' });
-    assert.equal(renewed.cache, 'fetched');
+    assert.equal(renewed.cache, 'refreshed');
     assert.equal(renewed.response.access_token, 'short-2');
     assert.equal(renewed.response.expires_in, 30);
     assert.equal(endpoint.calls, 2);
@@ -545,6 +544,20 @@ describe('TokenBroker', () => {
       assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'fixed');
       assert.equal(cache.cooldowns.has('bwell'), false);
       assert.equal(endpoint.calls, 3);
+    });
+
+    it("doubles a failing provider's pause only up to 30 s, so the fleet is back soon after the provider", async () => {
+      const { broker, clock, cache, endpoint } = setup();
+      endpoint.answerWith(failWith({ status: 503 }));
+      const pauses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        await rejectsWith(broker.getToken({ client: 'bwell' }), 'upstream_error');
+        const cooldown = cache.cooldowns.get('bwell');
+        pauses.push(((cooldown?.until ?? 0) - clock.now()) / 1000);
+        clock.advance((cooldown?.until ?? 0) - clock.now());
+      }
+      assert.deepEqual(pauses, [5, 10, 20, 30, 30, 30]);
+      assert.equal(maxBackoffSeconds.provider_failing, 30);
     });
 
     it('caps a Retry-After at maxCooldownSeconds', async () => {
@@ -803,6 +816,32 @@ describe('TokenBroker', () => {
       clock.advance(3299_000);
       assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
       assert.equal(endpoint.calls, 1);
+    });
+
+    it('renews a 300 s token 90 s before expiry, so a failed renewal leaves 30 s of serving', async () => {
+      const { broker, clock, endpoint } = setup();
+      endpoint.answerWith(async (_request, call) => ({
+        accessToken: `token-${call}`,
+        tokenType: 'Bearer',
+        expiresIn: 300,
+        scope: undefined,
+      }));
+      await broker.getToken({ client: 'bwell' });
+      clock.advance(209_000);
+      assert.equal((await broker.getToken({ client: 'bwell' })).cache, 'memory');
+      clock.advance(1_001);
+      endpoint.answerWith(async () => {
+        throw new BrokerError('upstream_error', 'the token endpoint of client bwell refused the request', {
+          upstreamStatus: 503,
+        });
+      });
+      const stale = await broker.getToken({ client: 'bwell' });
+      assert.equal(stale.cache, 'stale-served');
+      assert.equal(stale.response.expires_in, 89);
+      // Through the cooldown and past it, until 60 s are left: the current token.
+      clock.advance(29_000);
+      assert.equal((await broker.getToken({ client: 'bwell' })).response.access_token, 'token-1');
+      assert.equal(endpoint.calls, 3, 'one more try after the 5 s pause, and one after the 10 s pause');
     });
 
     it('renews for one caller while the others are still served the current token', async () => {
