@@ -2,7 +2,7 @@
  * `npm run bench` — the benchmark of issue #5 (a benchmark, not a test: it measures and reports, it does
  * not fail on a missed target). Usage:
  *
- *   npx tsx test/bench/run-bench.ts [--quick] [--json <path>] [--only inproc,http,burst,steady,cold]
+ *   npx tsx test/bench/run-bench.ts [--quick] [--json <path>] [--only inproc,http,burst,steady,fleet,cold]
  *                                   [--cpu-prof-dir <dir>]
  *
  * This entry process generates a throw-away TLS CA and server certificate (as test/run-tests.ts does),
