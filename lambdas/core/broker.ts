@@ -288,6 +288,15 @@ export class TokenBroker {
     const key = cacheKeyOf(request.client, scopes, parameters);
     const target: Target = { clientName: request.client, client, scopes, parameters, key, freshness };
     const requestedScope = scopes.join(' ');
+    // What the caller asked of the token, for the audit line whichever tier answers.
+    const asked: Pick<TokenResult, 'asked'> = asksForFreshness(freshness)
+      ? {
+          asked: {
+            ...(freshness.minRemainingMs === undefined ? {} : { minTtl: freshness.minRemainingMs / 1000 }),
+            ...(freshness.notIssuedBefore === undefined ? {} : { forceRefresh: true as const }),
+          },
+        }
+      : {};
     const revocationCheck = this.revocationCheckDue(request.client);
     if (revocationCheck !== undefined) await revocationCheck;
 
@@ -295,13 +304,13 @@ export class TokenBroker {
     const current = remembered !== undefined && this.isUsable(target, remembered) ? remembered : undefined;
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
     if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
-      return { response: this.present(current), cache: 'memory', requestedScope, parameters };
+      return { response: this.present(current), cache: 'memory', requestedScope, parameters, ...asked };
     }
     // While the client's cooldown stands no renewal would call anyway: the current token, without a table read.
     if (current !== undefined && isCoolingDown(this.cooldowns.get(request.client), this.clock.now())) {
       this.metrics.count('CooldownSkips', request.client);
       this.metrics.count('StaleServed', request.client);
-      return { response: this.present(current), cache: 'stale-served', requestedScope, parameters };
+      return { response: this.present(current), cache: 'stale-served', requestedScope, parameters, ...asked };
     }
     let loaded: Loaded;
     if (asksForFreshness(freshness)) {
@@ -317,14 +326,9 @@ export class TokenBroker {
       cache: loaded.cache,
       requestedScope,
       parameters,
+      ...asked,
     };
     if (loaded.upstreamMs !== undefined) result.upstreamMs = loaded.upstreamMs;
-    if (asksForFreshness(freshness)) {
-      result.asked = {
-        ...(freshness.minRemainingMs === undefined ? {} : { minTtl: freshness.minRemainingMs / 1000 }),
-        ...(freshness.notIssuedBefore === undefined ? {} : { forceRefresh: true }),
-      };
-    }
     return result;
   }
 

@@ -140,6 +140,8 @@ describe('caller-driven recovery (minTtl, forceRefresh), against oidc-provider o
     const lines = servedLines();
     assert.ok(lines.some((line) => line.forceRefresh === true && line.cache === 'refreshed'));
     assert.ok(lines.some((line) => line.forceRefresh === true && line.cache === 'table'));
+    // Answered from memory too: a forced refresh within the interval of the last one.
+    assert.ok(lines.some((line) => line.forceRefresh === true && line.cache === 'memory'));
     assert.ok(lines.some((line) => line.minTtl !== undefined && line.forceRefresh === undefined));
     assert.ok(lines.some((line) => line.minTtl === undefined && line.forceRefresh === undefined));
   });

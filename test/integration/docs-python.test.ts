@@ -1,6 +1,7 @@
 /**
  * The Python snippets of docs/client.md, run as a reader copies them: each code block alone, by python3 with
- * botocore, in a shell holding the variables `npm start` prints, against a started dev server. PyPI may be
+ * botocore, in a shell holding the variables `npm start` prints, against a started dev server; the package's
+ * snippet with packages/python installed (on PYTHONPATH, as `pip install` would put it). PyPI may be
  * out of reach, so the interpreter is whichever python3 imports boto3 (Debian's python3-boto3 lives in
  * /usr/bin/python3's dist-packages, which a pyenv python3 does not see). Without one the test is skipped,
  * loudly; under CI, where .ci/run installs python3-boto3, it fails instead.
@@ -11,6 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { closedPort } from '../client/support.js';
 import { type DevServerProcess, startDevServerProcess } from '../support/dev-server-process.js';
@@ -33,6 +35,7 @@ async function findPython(): Promise<string | undefined> {
 }
 
 const python = await findPython();
+const packageSource = fileURLToPath(new URL('../../packages/python/src', import.meta.url));
 const missing = 'no python3 that imports boto3/botocore (apt-get install python3-boto3, or pip install boto3)';
 if (python === undefined) {
   if (process.env.CI) throw new Error(`docs/client.md Python snippets: ${missing}; .ci/run should have installed it`);
@@ -68,7 +71,10 @@ describe('docs/client.md: the Python snippets, as copied, against npm start', { 
     const file = join(workDir, `snippet-${index}.py`);
     await writeFile(file, snippets[index] ?? '');
     try {
-      const { stdout, stderr } = await run(python ?? 'python3', [file], { env, timeout: 60_000 });
+      const { stdout, stderr } = await run(python ?? 'python3', [file], {
+        env: { ...env, PYTHONPATH: packageSource },
+        timeout: 60_000,
+      });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const failed = error as { code?: number; stdout?: string; stderr?: string };
@@ -76,17 +82,38 @@ describe('docs/client.md: the Python snippets, as copied, against npm start', { 
     }
   }
 
-  it("documents two snippets, over HTTP and by invoking the function, that default to npm start's", () => {
-    assert.equal(snippets.length, 2);
-    assert.match(snippets[0] ?? '', /SigV4Auth/);
-    assert.match(snippets[0] ?? '', /os\.environ\.get\('TOKEN_BROKER_URL', 'http:\/\/127\.0\.0\.1:8787\/'\)/);
-    assert.match(snippets[1] ?? '', /lambda_client\.invoke/);
-    assert.match(snippets[1] ?? '', /os\.environ\.get\('TOKEN_BROKER_FUNCTION', 'token-broker-local'\)/);
+  it("documents the package's snippet, then two without it, over HTTP and by invoking the function", () => {
+    assert.equal(snippets.length, 3);
+    assert.match(snippets[0] ?? '', /TokenBrokerClient\.from_environment\(\)/);
+    assert.match(snippets[1] ?? '', /SigV4Auth/);
+    assert.match(snippets[1] ?? '', /os\.environ\.get\('TOKEN_BROKER_URL', 'http:\/\/127\.0\.0\.1:8787\/'\)/);
+    assert.match(snippets[2] ?? '', /lambda_client\.invoke/);
+    assert.match(snippets[2] ?? '', /os\.environ\.get\('TOKEN_BROKER_FUNCTION', 'token-broker-local'\)/);
+  });
+
+  it("the package's snippet (http, from TOKEN_BROKER_URL) prints a demo.read token's type, lifetime and scope", async () => {
+    const ran = await runSnippet(0, shell);
+    assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+    assert.match(ran.stdout, /^Bearer \d+ demo\.read\n$/);
+    await server.outputMatching(/"channel":"http".*"client":"demo"/);
+  });
+
+  it("the package's snippet takes TOKEN_BROKER_FUNCTION when TOKEN_BROKER_URL is unset, and names a failure", async () => {
+    const { TOKEN_BROKER_URL: _url, ...byInvoke } = shell;
+    const ran = await runSnippet(0, byInvoke);
+    assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+    assert.match(ran.stdout, /^Bearer \d+ demo\.read\n$/);
+    const unreachable = await runSnippet(0, { ...shell, TOKEN_BROKER_URL: `http://127.0.0.1:${await closedPort()}/` });
+    assert.equal(unreachable.code, 1);
+    assert.match(
+      unreachable.stderr.trim(),
+      /^transport_error: cannot reach the broker at http:\/\/127\.0\.0\.1:\d+\/: .*[Cc]onnection refused/,
+    );
   });
 
   for (const [index, channel] of [
-    [0, 'http'],
-    [1, 'invoke'],
+    [1, 'http'],
+    [2, 'invoke'],
   ] as const) {
     it(`snippet ${index + 1} (${channel}) prints a demo.read token's type, lifetime and scope`, async () => {
       const ran = await runSnippet(index, shell);
