@@ -1,18 +1,20 @@
-import { webcrypto } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost, providerHostOf, providerKeyOf } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { isApprovedTokenEndpointHost, isPlainHost } from '../core/endpoint-hosts.js';
 import { BrokerError } from '../core/errors.js';
-import type {
-  BrokerLogger,
-  BrokerMetrics,
-  ClientCredentials,
-  Clock,
-  IssuedToken,
-  PrivateJwk,
-  TokenEndpoint,
-  TokenRequest,
+import {
+  type AssertionAlgorithm,
+  assertionAlgorithms,
+  type BrokerLogger,
+  type BrokerMetrics,
+  type ClientCredentials,
+  type Clock,
+  type IssuedToken,
+  type PrivateJwk,
+  type TokenEndpoint,
+  type TokenRequest,
 } from '../core/ports.js';
 import { type Traced, untraced } from './observability.js';
 import {
@@ -158,12 +160,18 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     credentials: ClientCredentials,
   ): Promise<oauth.ClientAuth> {
     if (credentials.privateKeyJwk !== undefined) {
-      const key = await this.signingKey(credentials.privateKeyJwk);
-      // SMART Backend Services: aud is the token endpoint, and the assertion lives at most five minutes.
+      const jwk = credentials.privateKeyJwk;
+      const key = await this.signingKey(jwk);
+      const thumbprint = certificateThumbprintOf(jwk);
+      // What SMART Backend Services, Epic, Okta and Entra ID all accept: typ JWT and the kid in the header (and
+      // the certificate's thumbprint when the key has one), aud the token endpoint, at most five minutes of life
+      // and a fresh jti (oauth4webapi draws one per assertion).
       return oauth.PrivateKeyJwt(
-        { key, kid: credentials.privateKeyJwk.kid },
+        { key, kid: jwk.kid },
         {
-          [oauth.modifyAssertion]: (_header, payload) => {
+          [oauth.modifyAssertion]: (header, payload) => {
+            header.typ = 'JWT';
+            if (thumbprint !== undefined) header['x5t#S256'] = thumbprint;
             payload.aud = server.token_endpoint;
             payload.exp = (payload.iat as number) + 300;
           },
@@ -175,14 +183,17 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
       : oauth.ClientSecretBasic(credentials.clientSecret);
   }
 
-  /** Imported once per key: the same credentials object is returned while the secret is cached. */
+  /**
+   * Imported once per key, non-extractable: the same credentials object is returned while the secret is cached.
+   * The algorithm is the key's `alg` (assertionAlgorithmOf), which oauth4webapi reads back off the CryptoKey.
+   */
   private signingKey(jwk: PrivateJwk): Promise<webcrypto.CryptoKey> {
     let key = this.signingKeys.get(jwk);
     if (key === undefined) {
-      const { alg: _alg, key_ops: _ops, use: _use, ...material } = jwk;
-      const algorithm =
-        jwk.kty === 'EC' ? { name: 'ECDSA', namedCurve: 'P-384' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-384' };
-      key = webcrypto.subtle.importKey('jwk', material, algorithm, false, ['sign']);
+      const { alg: _alg, key_ops: _ops, use: _use, x5c: _chain, 'x5t#S256': _thumbprint, ...material } = jwk;
+      key = webcrypto.subtle.importKey('jwk', material, webCryptoAlgorithmOf(assertionAlgorithmOf(jwk)), false, [
+        'sign',
+      ]);
       this.signingKeys.set(jwk, key);
     }
     return key;
@@ -446,4 +457,33 @@ function refused(what: string, response: Response, sent: string | undefined): Br
 function answerOf(response: Response): { upstreamStatus: number; upstreamRetryAfterMs?: number } {
   const retryAfter = retryAfterMs(response.headers.get('retry-after'), Date.now());
   return { upstreamStatus: response.status, ...(retryAfter === undefined ? {} : { upstreamRetryAfterMs: retryAfter }) };
+}
+
+/**
+ * The JWS algorithm of a client assertion signed with this key: its `alg` when it names one the broker signs
+ * with (secrets-manager.ts refuses any other), otherwise RS384 for RSA and ES384 or ES256 by curve, the SMART
+ * Backend Services defaults.
+ */
+export function assertionAlgorithmOf(jwk: { kty?: unknown; crv?: unknown; alg?: unknown }): AssertionAlgorithm {
+  if (typeof jwk.alg === 'string' && (assertionAlgorithms as readonly string[]).includes(jwk.alg)) {
+    return jwk.alg as AssertionAlgorithm;
+  }
+  if (jwk.kty === 'EC') return jwk.crv === 'P-256' ? 'ES256' : 'ES384';
+  return 'RS384';
+}
+
+function webCryptoAlgorithmOf(alg: AssertionAlgorithm): webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams {
+  const hash = `SHA-${alg.slice(2)}`;
+  if (alg.startsWith('RS')) return { name: 'RSASSA-PKCS1-v1_5', hash };
+  if (alg.startsWith('PS')) return { name: 'RSA-PSS', hash };
+  return { name: 'ECDSA', namedCurve: alg === 'ES256' ? 'P-256' : 'P-384' };
+}
+
+/** The key's certificate thumbprint (RFC 7515 x5t#S256): given as such, or taken from the first x5c certificate. */
+function certificateThumbprintOf(jwk: PrivateJwk): string | undefined {
+  const given = jwk['x5t#S256'];
+  if (typeof given === 'string' && given !== '') return given;
+  const first = Array.isArray(jwk.x5c) ? jwk.x5c[0] : undefined;
+  if (typeof first !== 'string') return undefined;
+  return createHash('sha256').update(Buffer.from(first, 'base64')).digest('base64url');
 }

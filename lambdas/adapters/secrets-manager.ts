@@ -2,15 +2,16 @@ import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import type { ClientConfig } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { BrokerError } from '../core/errors.js';
-import type {
-  BrokerLogger,
-  ClientCredentials,
-  Clock,
-  PrivateJwk,
-  RotationCredentials,
-  SealingKeySource,
-  SecretReadOptions,
-  SecretSource,
+import {
+  assertionAlgorithms,
+  type BrokerLogger,
+  type ClientCredentials,
+  type Clock,
+  type PrivateJwk,
+  type RotationCredentials,
+  type SealingKeySource,
+  type SecretReadOptions,
+  type SecretSource,
 } from '../core/ports.js';
 import { minSealingKeyBytes } from '../core/sealing.js';
 
@@ -178,7 +179,7 @@ function parseCredentials(
     new BrokerError(
       'unavailable',
       usesKey
-        ? `the secret of client ${clientName} must be a JSON object with client_id and private_key_jwk (an RSA or EC P-384 private JWK with kid)`
+        ? `the secret of client ${clientName} must be a JSON object with client_id and private_key_jwk (an RSA or EC P-256/P-384 private JWK with kid, and an alg of RS256, RS384, PS256, PS384, ES256 or ES384 if any)`
         : `the secret of client ${clientName} must be a JSON object with non-empty string fields client_id and client_secret`,
     );
   let value: unknown;
@@ -198,9 +199,17 @@ function parseCredentials(
   return { clientId, privateKeyJwk: jwk };
 }
 
+/**
+ * An RSA or EC (P-256, P-384) private JWK with its kid, whose `alg`, when given, is one the broker signs with and
+ * fits the key: RS256/RS384/PS256/PS384 for RSA, ES256 for P-256, ES384 for P-384.
+ */
 function isPrivateJwk(value: unknown): value is PrivateJwk {
   if (typeof value !== 'object' || value === null) return false;
   const jwk = value as Record<string, unknown>;
   if (typeof jwk.kid !== 'string' || jwk.kid === '' || typeof jwk.d !== 'string') return false;
-  return jwk.kty === 'RSA' || (jwk.kty === 'EC' && jwk.crv === 'P-384');
+  const ec = jwk.kty === 'EC' && (jwk.crv === 'P-256' || jwk.crv === 'P-384');
+  if (jwk.kty !== 'RSA' && !ec) return false;
+  if (jwk.alg === undefined) return true;
+  if (typeof jwk.alg !== 'string' || !(assertionAlgorithms as readonly string[]).includes(jwk.alg)) return false;
+  return jwk.kty === 'RSA' ? /^[RP]S/.test(jwk.alg) : jwk.alg === (jwk.crv === 'P-256' ? 'ES256' : 'ES384');
 }

@@ -13,9 +13,17 @@ export const systemClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-/** A private JWK (RSA or EC P-384) with the kid the server knows it by. */
+/** The JWS algorithms the broker signs client assertions with. */
+export const assertionAlgorithms = ['RS256', 'RS384', 'PS256', 'PS384', 'ES256', 'ES384'] as const;
+export type AssertionAlgorithm = (typeof assertionAlgorithms)[number];
+
+/** A private JWK (RSA, or EC P-256 or P-384) with the kid the server knows it by. */
 export interface PrivateJwk extends JsonWebKey {
   kid: string;
+  /** The certificate chain of the key, base64 DER, leaf first (RFC 7517 section 4.7). */
+  x5c?: string[];
+  /** The SHA-256 thumbprint of the key's certificate, base64url (RFC 7517 section 4.9). */
+  'x5t#S256'?: string;
 }
 
 /** A shared secret (client_secret_post, client_secret_basic) or a private key (private_key_jwt). */

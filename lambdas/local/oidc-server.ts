@@ -231,7 +231,7 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
       redirect_uris: [],
       scope: client.scopes.join(' '),
     })),
-    enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'RS384', 'ES256', 'ES384', 'PS384'] },
+    enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'RS384', 'PS256', 'PS384', 'ES256', 'ES384'] },
     scopes,
     features: {
       clientCredentials: { enabled: true },

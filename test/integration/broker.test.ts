@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ttlAttribute } from '../../lambdas/adapters/dynamodb-schema.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import { apiGatewayAliasName } from '../../lambdas/entry/invoke.js';
-import { type BrokerHarness, callerArn, httpEvent, startBrokerHarness } from '../support/broker-harness.js';
+import {
+  type BrokerHarness,
+  callerArn,
+  certificateDer,
+  httpEvent,
+  startBrokerHarness,
+} from '../support/broker-harness.js';
 import { assertNoLeak } from '../support/logs.js';
+import { loadTestTls } from '../support/tls.js';
 
 let harness: BrokerHarness;
 const issuedTokens: string[] = [];
@@ -314,16 +322,20 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     assert.deepEqual(odd, []);
   });
 
-  it('authenticates SMART backend services clients with a signed JWT, RS384 and ES384', async () => {
-    for (const [client, alg] of [
-      ['smart-rsa', 'RS384'],
-      ['smart-ec', 'ES384'],
+  it('authenticates private_key_jwt clients with a JWT real servers take: RS384, ES384, PS256 with x5t#S256', async () => {
+    const thumbprint = createHash('sha256').update(Buffer.from(certificateDer(loadTestTls().cert), 'base64'));
+    for (const [client, alg, x5t] of [
+      ['smart-rsa', 'RS384', undefined],
+      ['smart-ec', 'ES384', undefined],
+      ['smart-pss', 'PS256', thumbprint.digest('base64url')],
     ] as const) {
       const answer = await fetchOk(client, 'system/*.read');
       assert.equal(answer.json.scope, 'system/*.read');
       const assertion = harness.oidc.lastClientAssertion();
       assert.equal(assertion?.header.alg, alg);
+      assert.equal(assertion?.header.typ, 'JWT');
       assert.equal(typeof assertion?.header.kid, 'string');
+      assert.equal(assertion?.header['x5t#S256'], x5t);
       const claims = assertion?.claims ?? {};
       assert.equal(claims.iss, `${client}-id`);
       assert.equal(claims.sub, `${client}-id`);
@@ -346,6 +358,22 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     );
     assert.match(description, /smart-broken/);
     assert.doesNotMatch(description, /c2VjcmV0/);
+  });
+
+  it('refuses a private key whose alg the broker does not sign with, or that does not fit the key', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    for (const alg of ['ES384', 'HS256', 'none']) {
+      harness.secretsManager.putSecret(
+        'token-broker/smart-odd-alg',
+        JSON.stringify({ client_id: 'x', private_key_jwk: { ...privateKey.export({ format: 'jwk' }), kid: 'k', alg } }),
+      );
+      const description = await harness.withExtraClient(
+        'smart-odd-alg',
+        { secretName: 'token-broker/smart-odd-alg', scopes: ['system/*.read'], authMethod: 'private_key_jwt' },
+        (http) => refusedWith(http('smart-odd-alg'), 503, 'unavailable'),
+      );
+      assert.match(description, /RS256, RS384, PS256, PS384, ES256 or ES384/);
+    }
   });
 
   it('treats an API Gateway-shaped event that arrives through a client alias as a forged direct invocation', async () => {

@@ -66,7 +66,9 @@ export async function startBrokerHarness() {
   const smartRsa = signingKey('smart-rsa-id', 'rsa');
   const smartEc = signingKey('smart-ec-id', 'ec');
   const smartConfigured = signingKey('smart-configured-id', 'ec');
-  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client, smartConfigured.client];
+  // Epic and Entra ID: RSA-PSS, and a certificate whose thumbprint goes in the assertion's header.
+  const smartPss = signingKey('smart-pss-id', 'rsa', { alg: 'PS256', x5c: [certificateDer(tls.cert)] });
+  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client, smartConfigured.client, smartPss.client];
   const oidc = await startOidcServer({
     clients: [...secretClients, ...keyClients],
     tls: { key: tls.key, cert: tls.cert },
@@ -90,7 +92,7 @@ export async function startBrokerHarness() {
     'token-broker/basic',
     JSON.stringify({ client_id: basic.clientId, client_secret: basic.clientSecret }),
   );
-  for (const smart of [smartRsa, smartEc, smartConfigured]) {
+  for (const smart of [smartRsa, smartEc, smartConfigured, smartPss]) {
     secretsManager.putSecret(
       `token-broker/${smart.client.clientId}`,
       JSON.stringify({ client_id: smart.client.clientId, private_key_jwk: smart.privateJwk }),
@@ -141,6 +143,12 @@ export async function startBrokerHarness() {
     'smart-ec': {
       wellKnownUrl: oidc.wellKnownUrl,
       secretName: 'token-broker/smart-ec-id',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+    },
+    'smart-pss': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/smart-pss-id',
       scopes: read,
       authMethod: 'private_key_jwt',
     },
@@ -219,7 +227,7 @@ export async function startBrokerHarness() {
       revoked.clientSecret,
       revokedSecret,
       sealing.key,
-      ...[smartRsa, smartEc, smartConfigured].flatMap((smart) =>
+      ...[smartRsa, smartEc, smartConfigured, smartPss].flatMap((smart) =>
         [smart.privateJwk.d, smart.privateJwk.p].filter((part) => part !== undefined),
       ),
     ],
@@ -284,21 +292,31 @@ export async function startBrokerHarness() {
 }
 
 /** A fresh key pair for a private_key_jwt client: RS384 (RSA) or ES384 (EC P-384). */
-function signingKey(clientId: string, kind: 'rsa' | 'ec') {
+/**
+ * A fresh key pair for a private_key_jwt client: RS384 (RSA) or ES384 (EC P-384), or the `alg` given; with
+ * `x5c`, a certificate chain on both halves (the provider finds the key by its x5t#S256 as well as its kid).
+ */
+function signingKey(clientId: string, kind: 'rsa' | 'ec', options: { alg?: string; x5c?: string[] } = {}) {
   const { privateKey, publicKey } =
     kind === 'rsa'
       ? generateKeyPairSync('rsa', { modulusLength: 2048 })
       : generateKeyPairSync('ec', { namedCurve: 'P-384' });
   const kid = randomBytes(6).toString('hex');
-  const alg = kind === 'rsa' ? 'RS384' : 'ES384';
-  const privateJwk = { ...privateKey.export({ format: 'jwk' }), kid, alg };
+  const alg = options.alg ?? (kind === 'rsa' ? 'RS384' : 'ES384');
+  const chain = options.x5c === undefined ? {} : { x5c: options.x5c };
+  const privateJwk = { ...privateKey.export({ format: 'jwk' }), kid, alg, ...chain };
   const client: LocalKeyClient = {
     clientId,
-    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' },
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig', ...chain },
     authMethod: 'private_key_jwt',
     scopes: ['system/*.read'],
   };
   return { client, privateJwk };
+}
+
+/** A PEM certificate's DER, base64: an x5c entry. */
+export function certificateDer(pem: string): string {
+  return pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
 }
 
 export type BrokerHarness = Awaited<ReturnType<typeof startBrokerHarness>>;
