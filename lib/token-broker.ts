@@ -837,6 +837,24 @@ export class TokenBroker extends Construct {
       );
     }
 
+    const signingKeys = [
+      ...new Set(
+        (Object.values(this.clients) as ClientConfig[]).flatMap((client) =>
+          client.signingKeyArn === undefined ? [] : [client.signingKeyArn],
+        ),
+      ),
+    ];
+    if (signingKeys.length > 0) {
+      this.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'ClientSigningKeys',
+          // Sign client assertions and read the public half; the private key never leaves KMS.
+          actions: ['kms:Sign', 'kms:GetPublicKey'],
+          resources: signingKeys,
+        }),
+      );
+    }
+
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'FunctionLogs',

@@ -1,4 +1,4 @@
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash, randomUUID, webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { type ClientConfig, discoveryLocation, isLoopbackHost, providerHostOf, providerKeyOf } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
@@ -16,6 +16,7 @@ import {
   type TokenEndpoint,
   type TokenRequest,
 } from '../core/ports.js';
+import type { KmsAssertionSigner } from './kms-signer.js';
 import { type Traced, untraced } from './observability.js';
 import {
   createResilientFetch,
@@ -46,6 +47,8 @@ export interface OAuthTokenEndpointOptions {
   discoveryMaxAgeMs?: number;
   /** X-Ray subsegments around discovery and the token call. */
   traced?: Traced;
+  /** Signs the client assertions of clients whose key is in KMS (`signingKeyArn`). */
+  kmsSigner?: KmsAssertionSigner;
 }
 
 interface Discovered {
@@ -159,6 +162,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     server: oauth.AuthorizationServer,
     credentials: ClientCredentials,
   ): Promise<oauth.ClientAuth> {
+    if (credentials.kmsKeyArn !== undefined) return this.kmsClientAuth(client, server, credentials.kmsKeyArn);
     if (credentials.privateKeyJwk !== undefined) {
       const jwk = credentials.privateKeyJwk;
       const key = await this.signingKey(jwk);
@@ -181,6 +185,37 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     return authMethodFor(client, server) === 'client_secret_post'
       ? oauth.ClientSecretPost(credentials.clientSecret)
       : oauth.ClientSecretBasic(credentials.clientSecret);
+  }
+
+  /**
+   * The same assertion as for a key in the secret (typ JWT, kid, aud the token endpoint, five minutes, a fresh
+   * jti), signed by KMS: oauth4webapi signs only with a CryptoKey, so the assertion is put together here.
+   */
+  private async kmsClientAuth(client: ClientConfig, server: oauth.AuthorizationServer, keyArn: string) {
+    const signer = this.options.kmsSigner;
+    if (signer === undefined) throw new BrokerError('server_error', 'the broker was built without a KMS signer');
+    const key = await signer.signingKey(keyArn, {
+      ...(client.signingKeyId === undefined ? {} : { kid: client.signingKeyId }),
+      ...(client.signingAlgorithm === undefined ? {} : { alg: client.signingAlgorithm }),
+    });
+    const clientAuth: oauth.ClientAuth = async (_server, oauthClient, body) => {
+      // Wall-clock time, as oauth4webapi's own assertions use: the provider judges iat and exp by its clock.
+      const now = Math.floor(Date.now() / 1000);
+      const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const signingInput = `${encode({ alg: key.alg, kid: key.kid, typ: 'JWT' })}.${encode({
+        iss: oauthClient.client_id,
+        sub: oauthClient.client_id,
+        aud: server.token_endpoint,
+        jti: randomUUID(),
+        iat: now,
+        nbf: now,
+        exp: now + 300,
+      })}`;
+      body.set('client_id', oauthClient.client_id);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', `${signingInput}.${await signer.sign(key, signingInput)}`);
+    };
+    return clientAuth;
   }
 
   /**

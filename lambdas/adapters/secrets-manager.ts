@@ -191,6 +191,16 @@ function parseCredentials(
   if (typeof value !== 'object' || value === null) throw malformed();
   const { client_id: clientId, client_secret: clientSecret, private_key_jwk: jwk } = value as Record<string, unknown>;
   if (typeof clientId !== 'string' || clientId === '') throw malformed();
+  if (client.signingKeyArn !== undefined) {
+    // The key is in KMS: a private key here as well would be a second copy of it, or a different key.
+    if (jwk !== undefined || clientSecret !== undefined) {
+      throw new BrokerError(
+        'unavailable',
+        `the secret of client ${clientName} must hold only client_id: the client signs with its KMS key (signingKeyArn)`,
+      );
+    }
+    return { clientId, kmsKeyArn: client.signingKeyArn };
+  }
   if (!usesKey) {
     if (typeof clientSecret !== 'string' || clientSecret === '') throw malformed();
     return { clientId, clientSecret };

@@ -1,6 +1,7 @@
 import { visit } from 'jsonc-parser';
 import { checkHostPatterns } from './endpoint-hosts.js';
 import { maxTokenRequestsPerHourLimit } from './issuance-budget.js';
+import { type AssertionAlgorithm, assertionAlgorithms } from './ports.js';
 import { isScopeToken } from './scope.js';
 
 export const authMethods = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;
@@ -57,6 +58,15 @@ export interface ClientConfig {
   defaultResource?: string;
   /** Token-endpoint calls the whole fleet may make for this client per clock hour (issuance-budget.ts). */
   maxTokenRequestsPerHour?: number;
+  /**
+   * private_key_jwt with a KMS asymmetric key (SIGN_VERIFY; RSA, P-256 or P-384): assertions are signed with
+   * `kms:Sign` and the private key never leaves KMS. The client's secret then holds only its `client_id`.
+   */
+  signingKeyArn?: string;
+  /** The kid the provider knows the KMS key by. @default the RFC 7638 thumbprint of its public key */
+  signingKeyId?: string;
+  /** The JWS algorithm for the KMS key. @default RS384 for RSA, ES256 or ES384 by curve */
+  signingAlgorithm?: AssertionAlgorithm;
 }
 
 export type ClientRegistry = Readonly<Record<string, ClientConfig>>;
@@ -85,6 +95,9 @@ const knownFields = new Set([
   'resources',
   'defaultResource',
   'maxTokenRequestsPerHour',
+  'signingKeyArn',
+  'signingKeyId',
+  'signingAlgorithm',
 ]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -182,6 +195,7 @@ export function arnsOfRegistry(registry: ClientRegistry, at = 'tokenBroker.clien
     ...(client.secretKmsKeyArn === undefined
       ? []
       : [{ at: `${at}.${name}.secretKmsKeyArn`, arn: client.secretKmsKeyArn }]),
+    ...(client.signingKeyArn === undefined ? [] : [{ at: `${at}.${name}.signingKeyArn`, arn: client.signingKeyArn }]),
     ...(['allowedPrincipals', 'adminPrincipals'] as const).flatMap((field) =>
       (client[field] ?? []).map((arn, index) => ({ at: `${at}.${name}.${field}[${index}]`, arn })),
     ),
@@ -479,6 +493,32 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
       `${at('secretKmsKeyArn')}: must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias`,
     );
   }
+
+  if (raw.signingKeyArn !== undefined) {
+    if (typeof raw.signingKeyArn !== 'string' || !kmsKeyArnPattern.test(raw.signingKeyArn)) {
+      problems.push(
+        `${at('signingKeyArn')}: must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias`,
+      );
+    }
+    if (raw.authMethod !== 'private_key_jwt') problems.push(`${at('signingKeyArn')}: needs authMethod private_key_jwt`);
+  }
+  for (const field of ['signingKeyId', 'signingAlgorithm'] as const) {
+    if (raw[field] !== undefined && raw.signingKeyArn === undefined) {
+      problems.push(`${at(field)}: only with signingKeyArn`);
+    }
+  }
+  if (
+    raw.signingKeyId !== undefined &&
+    (typeof raw.signingKeyId !== 'string' || !/^[\x21-\x7E]{1,256}$/.test(raw.signingKeyId))
+  ) {
+    problems.push(`${at('signingKeyId')}: must be 1 to 256 printable ASCII characters without spaces`);
+  }
+  if (
+    raw.signingAlgorithm !== undefined &&
+    !(assertionAlgorithms as readonly unknown[]).includes(raw.signingAlgorithm)
+  ) {
+    problems.push(`${at('signingAlgorithm')}: must be one of ${assertionAlgorithms.join(', ')}`);
+  }
 }
 
 const defaultRegistryPath = 'tokenBroker.clients';
@@ -546,6 +586,9 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
       ...(client.maxTokenRequestsPerHour === undefined
         ? {}
         : { maxTokenRequestsPerHour: client.maxTokenRequestsPerHour }),
+      ...(client.signingKeyArn === undefined ? {} : { signingKeyArn: client.signingKeyArn }),
+      ...(client.signingKeyId === undefined ? {} : { signingKeyId: client.signingKeyId }),
+      ...(client.signingAlgorithm === undefined ? {} : { signingAlgorithm: client.signingAlgorithm }),
     };
   }
   return Object.freeze(registry);

@@ -28,8 +28,10 @@ export interface PrivateJwk extends JsonWebKey {
 
 /** A shared secret (client_secret_post, client_secret_basic) or a private key (private_key_jwt). */
 export type ClientCredentials =
-  | { clientId: string; clientSecret: string; privateKeyJwk?: undefined }
-  | { clientId: string; privateKeyJwk: PrivateJwk; clientSecret?: undefined };
+  | { clientId: string; clientSecret: string; privateKeyJwk?: undefined; kmsKeyArn?: undefined }
+  | { clientId: string; privateKeyJwk: PrivateJwk; clientSecret?: undefined; kmsKeyArn?: undefined }
+  /** private_key_jwt with a KMS key: the broker holds no private material at all, only the key's ARN. */
+  | { clientId: string; kmsKeyArn: string; clientSecret?: undefined; privateKeyJwk?: undefined };
 
 export interface SecretReadOptions {
   /** Bypass the bounded cache: the secret may just have been rotated. */

@@ -29,8 +29,14 @@ export interface SealedPayload {
 export type SealingKey = Buffer & { readonly brand?: 'SealingKey' };
 
 /** The secret part of a client's credentials: the shared secret, or the private key's private parameters. */
-export function secretMaterialOf(credentials: { clientSecret?: string; privateKeyJwk?: JsonWebKey }): string {
+export function secretMaterialOf(credentials: {
+  clientSecret?: string;
+  privateKeyJwk?: JsonWebKey;
+  kmsKeyArn?: string;
+}): string {
   if (credentials.clientSecret !== undefined) return credentials.clientSecret;
+  // No secret to bind to: a token stays bound to the key, so moving the client to a new key drops its tokens.
+  if (credentials.kmsKeyArn !== undefined) return `kms:${credentials.kmsKeyArn}`;
   const jwk = credentials.privateKeyJwk ?? {};
   return JSON.stringify([jwk.d, jwk.p, jwk.q]);
 }

@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
+import { KmsAssertionSigner } from '../adapters/kms-signer.js';
 import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
 import { tracedWith, untraced } from '../adapters/observability.js';
 import { fetchDefaults } from '../adapters/resilient-fetch.js';
@@ -78,6 +80,9 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   // One client for the client secrets and the sealing key, and none when both are replaced.
   let secretsManagerClient: SecretsManagerClient | undefined;
   const secretsManager = () => (secretsManagerClient ??= captured(new SecretsManagerClient({})));
+  // Made on first use: a deployment without KMS-signing clients never builds it.
+  let kmsClient: KMSClient | undefined;
+  const kms = () => (kmsClient ??= captured(new KMSClient({})));
 
   return new TokenBroker({
     clients,
@@ -106,6 +111,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
       allowLoopbackHttp,
       http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
       traced: tracer === undefined ? untraced : tracedWith(tracer),
+      kmsSigner: new KmsAssertionSigner(kms),
     }),
   });
 }

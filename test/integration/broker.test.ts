@@ -345,6 +345,57 @@ describe('the broker against dynalite, oidc-provider over TLS and Secrets Manage
     }
   });
 
+  it('signs client assertions with a KMS key (kms:Sign), holding no private key: PS256 and ES384', async () => {
+    for (const [client, alg, keyArn] of [
+      ['kms-rsa', 'PS256', harness.kmsKeys.rsa],
+      ['kms-ec', 'ES384', harness.kmsKeys.ec],
+    ] as const) {
+      const signs = harness.kms.signCalls(keyArn);
+      const answer = await fetchOk(client, 'system/*.read');
+      assert.equal(answer.json.scope, 'system/*.read');
+      assert.equal(harness.kms.signCalls(keyArn), signs + 1);
+      const assertion = harness.oidc.lastClientAssertion();
+      assert.equal(assertion?.header.alg, alg);
+      assert.equal(assertion?.header.typ, 'JWT');
+      const claims = assertion?.claims ?? {};
+      assert.equal(claims.iss, `${client}-id`);
+      assert.equal(claims.aud, harness.oidc.tokenEndpoint);
+      assert.equal(typeof claims.jti, 'string');
+      assert.ok((claims.exp as number) - (claims.iat as number) <= 300);
+    }
+    assert.equal(harness.oidc.lastClientAssertion()?.header.kid, 'ec-key-1');
+  });
+
+  it('answers 503 naming no key when KMS refuses to sign, or when the secret holds a private key as well', async () => {
+    const denied = harness.kms.createKey('RSA_2048');
+    harness.kms.deny(denied.arn);
+    harness.secretsManager.putSecret('token-broker/kms-denied', JSON.stringify({ client_id: 'kms-denied-id' }));
+    const kmsClient = {
+      secretName: 'token-broker/kms-denied',
+      scopes: ['system/*.read'],
+      authMethod: 'private_key_jwt',
+      signingKeyArn: denied.arn,
+    };
+    const refusal = await harness.withExtraClient('kms-denied', kmsClient, (http) =>
+      refusedWith(http('kms-denied'), 503, 'unavailable'),
+    );
+    assert.match(refusal, /KMS signing key \(AccessDeniedException\)/);
+    assert.doesNotMatch(refusal, /arn:aws:kms/);
+
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    harness.secretsManager.putSecret(
+      'token-broker/kms-denied',
+      JSON.stringify({
+        client_id: 'kms-denied-id',
+        private_key_jwk: { ...privateKey.export({ format: 'jwk' }), kid: 'k' },
+      }),
+    );
+    const doubled = await harness.withExtraClient('kms-denied', kmsClient, (http) =>
+      refusedWith(http('kms-denied'), 503, 'unavailable'),
+    );
+    assert.match(doubled, /must hold only client_id: the client signs with its KMS key/);
+  });
+
   it('refuses a private_key_jwt secret without a usable private key, naming the client only', async () => {
     harness.secretsManager.putSecret(
       'token-broker/smart-broken',

@@ -121,6 +121,25 @@ describe("the function role's permissions, exactly", () => {
     assert.equal(others.length, 9, 'nothing else changes');
   });
 
+  it('a client signing with a KMS key: kms:Sign and kms:GetPublicKey on that key alone', () => {
+    const signingKeyArn = `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`;
+    const { template, stack } = synth({
+      clients: {
+        bwell,
+        epic: {
+          wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
+          secretName: 'token-broker/epic',
+          scopes: ['system/Patient.read'],
+          authMethod: 'private_key_jwt',
+          signingKeyArn,
+          signingAlgorithm: 'RS384',
+        },
+      },
+    });
+    const kms = rolePermissions(template, stack).filter((line) => line.includes(' kms:'));
+    assert.deepEqual(kms, [`Allow kms:GetPublicKey "${signingKeyArn}"`, `Allow kms:Sign "${signingKeyArn}"`]);
+  });
+
   it('grants made by callers do not touch the function role', () => {
     const { template, stack } = synth({
       clients: {

@@ -4,6 +4,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
+import { thumbprintOf } from '../../lambdas/adapters/kms-signer.js';
 import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
@@ -12,6 +13,7 @@ import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { startKmsStandIn } from './kms.js';
 import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
 import { startScriptedIdp } from './scripted-idp.js';
@@ -68,7 +70,25 @@ export async function startBrokerHarness() {
   const smartConfigured = signingKey('smart-configured-id', 'ec');
   // Epic and Entra ID: RSA-PSS, and a certificate whose thumbprint goes in the assertion's header.
   const smartPss = signingKey('smart-pss-id', 'rsa', { alg: 'PS256', x5c: [certificateDer(tls.cert)] });
-  const keyClients: LocalKeyClient[] = [smartRsa.client, smartEc.client, smartConfigured.client, smartPss.client];
+  // Keys in KMS: the broker signs with kms:Sign and never holds a private key. The provider knows the RSA key
+  // by its RFC 7638 thumbprint (the broker's default kid) and the EC key by a kid the registry names.
+  const kms = await startKmsStandIn();
+  const kmsRsa = kms.createKey('RSA_2048');
+  const kmsEc = kms.createKey('ECC_NIST_P384');
+  const kmsClient = (clientId: string, publicJwk: Record<string, string>, kid: string, alg: string) => ({
+    clientId,
+    publicJwk: { ...publicJwk, kid, alg, use: 'sig' },
+    authMethod: 'private_key_jwt' as const,
+    scopes: ['system/*.read'],
+  });
+  const keyClients: LocalKeyClient[] = [
+    smartRsa.client,
+    smartEc.client,
+    smartConfigured.client,
+    smartPss.client,
+    kmsClient('kms-rsa-id', kmsRsa.publicJwk, thumbprintOf(kmsRsa.publicJwk), 'PS256'),
+    kmsClient('kms-ec-id', kmsEc.publicJwk, 'ec-key-1', 'ES384'),
+  ];
   const oidc = await startOidcServer({
     clients: [...secretClients, ...keyClients],
     tls: { key: tls.key, cert: tls.cert },
@@ -98,6 +118,8 @@ export async function startBrokerHarness() {
       JSON.stringify({ client_id: smart.client.clientId, private_key_jwk: smart.privateJwk }),
     );
   }
+  secretsManager.putSecret('token-broker/kms-rsa', JSON.stringify({ client_id: 'kms-rsa-id' }));
+  secretsManager.putSecret('token-broker/kms-ec', JSON.stringify({ client_id: 'kms-ec-id' }));
   secretsManager.putSecret(
     'token-broker/revoked',
     JSON.stringify({ client_id: revoked.clientId, client_secret: revokedSecret }),
@@ -152,6 +174,22 @@ export async function startBrokerHarness() {
       scopes: read,
       authMethod: 'private_key_jwt',
     },
+    'kms-rsa': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/kms-rsa',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+      signingKeyArn: kmsRsa.arn,
+      signingAlgorithm: 'PS256',
+    },
+    'kms-ec': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/kms-ec',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+      signingKeyArn: kmsEc.arn,
+      signingKeyId: 'ec-key-1',
+    },
     // SMART Backend Services as Epic publishes it: a smart-configuration at the FHIR base, no issuer to match.
     'smart-configured': {
       wellKnownUrl: oidc.smartConfigurationUrl,
@@ -182,6 +220,7 @@ export async function startBrokerHarness() {
 
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
+  process.env.AWS_ENDPOINT_URL_KMS = kms.endpoint;
   process.env[environmentVariables.tableName] = tableName;
   Object.assign(process.env, sealing.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
@@ -218,6 +257,8 @@ export async function startBrokerHarness() {
   return {
     oidc,
     secretsManager,
+    kms,
+    kmsKeys: { rsa: kmsRsa.arn, ec: kmsEc.arn },
     clock,
     output,
     /** Every value that must never appear in a log line. */
@@ -286,7 +327,7 @@ export async function startBrokerHarness() {
     },
     async close() {
       output.restore();
-      await Promise.all([oidc.close(), stalling.close(), dynamo.close(), secretsManager.close()]);
+      await Promise.all([oidc.close(), stalling.close(), dynamo.close(), secretsManager.close(), kms.close()]);
     },
   };
 }

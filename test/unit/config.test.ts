@@ -72,6 +72,31 @@ describe('client registry', () => {
     }
   });
 
+  it('takes a KMS signing key for private_key_jwt clients, with an optional kid and algorithm', () => {
+    const signingKeyArn = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666';
+    const kmsClient = { ...valid, authMethod: 'private_key_jwt', signingKeyArn };
+    const registry = parseClientRegistry({
+      bwell: { ...kmsClient, signingKeyId: 'epic-2026', signingAlgorithm: 'PS256' },
+    });
+    assert.equal(registry.bwell?.signingKeyArn, signingKeyArn);
+    assert.equal(registry.bwell?.signingKeyId, 'epic-2026');
+    assert.equal(registry.bwell?.signingAlgorithm, 'PS256');
+    assert.match(
+      problemsOf({ bwell: { ...kmsClient, signingKeyArn: 'arn:aws:kms:us-east-1:123456789012:alias/epic' } }),
+      /clients\.bwell\.signingKeyArn: must be a KMS key ARN/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...valid, signingKeyArn } }),
+      /clients\.bwell\.signingKeyArn: needs authMethod private_key_jwt/,
+    );
+    assert.match(problemsOf({ bwell: { ...valid, signingKeyId: 'k' } }), /signingKeyId: only with signingKeyArn/);
+    assert.match(
+      problemsOf({ bwell: { ...kmsClient, signingAlgorithm: 'HS256' } }),
+      /signingAlgorithm: must be one of RS256, RS384, PS256, PS384, ES256, ES384/,
+    );
+    assert.match(problemsOf({ bwell: { ...kmsClient, signingKeyId: 'a b' } }), /signingKeyId: must be 1 to 256/);
+  });
+
   it('accepts plain http discovery only on loopback and only when allowed', () => {
     const local = { ...valid, wellKnownUrl: 'http://127.0.0.1:9000/.well-known/openid-configuration' };
     assert.match(problemsOf({ demo: local }), /must be an https URL/);
