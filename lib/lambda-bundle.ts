@@ -18,6 +18,8 @@ const unbundledCredentialProviders = './lambdas/bundle/unbundled-credential-prov
 export const lambdaBundle = {
   /** The handler module, relative to the repository root. */
   entry: 'lambdas/entry/lambda-handler.ts',
+  /** The hosted JWKS's handler (lib/hosted-jwks.ts), bundled with the same options. */
+  jwksEntry: 'lambdas/entry/jwks-lambda-handler.ts',
   format: 'esm',
   target: 'node22',
   mainFields: ['module', 'main'],

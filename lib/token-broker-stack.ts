@@ -56,6 +56,12 @@ export class TokenBrokerStack extends Stack {
       value: broker.dashboard.dashboardName,
       description: "CloudWatch dashboard of the broker's metrics",
     });
+    if (broker.hostedJwks !== undefined) {
+      new CfnOutput(this, 'JwksBaseUrl', {
+        value: broker.hostedJwks.url.url,
+        description: 'Hosted JWKS: a client publishes its public keys at <JwksBaseUrl>clients/<client>/jwks.json',
+      });
+    }
     // No output per client: CloudFormation allows 200 outputs per stack, and every client's addresses follow
     // from these (alias ARN `<FunctionArn>:<client>` or `:<client>_admin`, token URL `<ApiUrl>clients/<client>/token`).
   }

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   Annotations,
   ArnFormat,
@@ -24,7 +23,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { type ICommandHooks, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { type ICommandHooks, NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
@@ -54,11 +53,12 @@ import {
 } from '../lambdas/core/settings.js';
 import { defaultServiceName, environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { adminAliasOf, apiGatewayAliasName } from '../lambdas/entry/invoke.js';
+import { publishesJwks } from '../lambdas/entry/jwks.js';
 import { InvokeAuditTrail } from './audit-trail.js';
+import { nodejsBundling, repoRoot } from './bundling.js';
+import { HostedJwks } from './hosted-jwks.js';
 import { lambdaBundle } from './lambda-bundle.js';
 import { type TokenBrokerAlarms, TokenBrokerMonitoring } from './monitoring.js';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /**
  * The API's one stage unless `stageName` says otherwise. Always a literal (never a token), because the API's
@@ -228,6 +228,8 @@ export class TokenBroker extends Construct {
   readonly monitoring: TokenBrokerMonitoring;
   /** The trail of direct invocations, unless `auditTrail` is false. */
   readonly invokeAuditTrail?: InvokeAuditTrail;
+  /** The public JWKS of the private_key_jwt clients, when any client has keys to publish. */
+  readonly hostedJwks?: HostedJwks;
   private readonly legacyRootAliases: ReadonlySet<string>;
   private readonly aliases = new Map<string, lambda.Alias>();
   private readonly adminAliases = new Map<string, lambda.Alias>();
@@ -306,35 +308,7 @@ export class TokenBroker extends Construct {
       logGroup: this.logGroup,
       description: 'OAuth2 client-credentials token broker',
       environment: this.functionEnvironment(props),
-      bundling: {
-        // Every option comes from lib/lambda-bundle.ts, which the cold-start benchmark bundles with too.
-        format: OutputFormat.ESM,
-        target: lambdaBundle.target,
-        mainFields: [...lambdaBundle.mainFields],
-        banner: lambdaBundle.banner,
-        minify: lambdaBundle.minify,
-        sourceMap: lambdaBundle.sourceMap,
-        sourcesContent: lambdaBundle.sourcesContent,
-        /*
-         * The AWS SDK is bundled, not taken from the runtime. Measured with esbuild 0.28 on Node 22.23: both
-         * bundles built with these options, then a fresh `node --enable-source-maps -e "await import(...)"`
-         * (as Lambda runs it), 21 runs each, medians.
-         * - Current handler: SDK bundled (1.16 MB): import 231 ms, whole process 343 ms, 312 ms CPU;
-         *   SDK external (0.81 MB, the SDK resolved from node_modules as the runtime's copy would be):
-         *   import 284 ms, process 405 ms, 403 ms CPU.
-         * - Earlier handler, quieter machine: bundled (405 KB) 125 ms / 212 ms / 213 ms CPU against
-         *   external (61 KB) 156 ms / 233 ms / 278 ms CPU.
-         * Bundled won every run: one pre-linked file loads faster than the SDK's many CommonJS modules, and
-         * the function runs the SDK version the tests ran, not whatever the runtime ships.
-         */
-        externalModules: [],
-        // Relative alias paths resolve against projectRoot, where NodejsFunction runs esbuild.
-        esbuildArgs: Object.fromEntries(
-          Object.entries(lambdaBundle.aliases).map(([from, to]) => [`--alias:${from}`, to]),
-        ),
-        forceDockerBundling: false,
-        commandHooks: this.registryBundlingHooks(),
-      },
+      bundling: nodejsBundling(this.registryBundlingHooks()),
     });
     // Every invoke permission is on an alias: API Gateway's on this one, callers' on the client aliases.
     this.apiGatewayAlias = new lambda.Alias(this, 'ApiGatewayAlias', {
@@ -441,6 +415,15 @@ export class TokenBroker extends Construct {
       table: this.table,
       ...(props.alarmTopic === undefined ? {} : { alarmTopic: props.alarmTopic }),
     });
+    if (HostedJwks.neededFor(this.clients)) {
+      this.hostedJwks = new HostedJwks(this, 'HostedJwks', {
+        clients: this.clients,
+        registryBundling: this.registryBundlingHooks(),
+        registryFileName,
+        serviceName: this.serviceName,
+        logRetention: retention,
+      });
+    }
   }
 
   /** The construct's CloudWatch alarms (see docs/deploy.md, "Alarms"). */
@@ -473,6 +456,17 @@ export class TokenBroker extends Construct {
   }
 
   /** The HTTPS URL of a client's token route on the deployed stage. */
+  /** The URL a client's provider fetches its public keys from (`jwks_uri`); see docs/deploy.md, "Hosted JWKS". */
+  jwksUrlFor(clientName: string): string {
+    const client = this.clients[clientName];
+    if (this.hostedJwks === undefined || client === undefined || !publishesJwks(client)) {
+      throw new Error(
+        `client ${clientName} publishes no JWKS: it needs authMethod private_key_jwt and signingKeyArn, jwksKeyArns or jwks`,
+      );
+    }
+    return this.hostedJwks.urlFor(clientName);
+  }
+
   tokenUrlFor(clientName: string): string {
     return this.stage.urlForPath(tokenPath(this.requireClient(clientName)));
   }

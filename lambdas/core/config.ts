@@ -67,6 +67,34 @@ export interface ClientConfig {
   signingKeyId?: string;
   /** The JWS algorithm for the KMS key. @default RS384 for RSA, ES256 or ES384 by curve */
   signingAlgorithm?: AssertionAlgorithm;
+  /**
+   * More KMS keys whose public halves the hosted JWKS publishes beside `signingKeyArn`'s: the next key of a
+   * rotation before the switch, the previous one until it is retired (docs/deploy.md, "Hosted JWKS").
+   */
+  jwksKeyArns?: string[];
+  /** Public JWKs (each with its kid) the hosted JWKS publishes, for keys held in the client's secret. */
+  jwks?: PublicJwk[];
+}
+
+/** A public key as a JWKS lists it: RSA or EC, with its kid, and none of a private key's members. */
+export interface PublicJwk {
+  kty: 'RSA' | 'EC';
+  kid: string;
+  [member: string]: unknown;
+}
+
+const privateJwkMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+function publicJwkProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'must be a JWK object';
+  const jwk = value as Record<string, unknown>;
+  const leaked = privateJwkMembers.filter((member) => jwk[member] !== undefined);
+  if (leaked.length > 0) return `holds private key members (${leaked.join(', ')}): publish only the public key`;
+  if (jwk.kty !== 'RSA' && jwk.kty !== 'EC') return 'kty must be RSA or EC';
+  if (typeof jwk.kid !== 'string' || jwk.kid === '') return 'needs a kid';
+  const members = jwk.kty === 'RSA' ? ['n', 'e'] : ['crv', 'x', 'y'];
+  const missing = members.filter((member) => typeof jwk[member] !== 'string');
+  return missing.length === 0 ? undefined : `lacks ${missing.join(', ')}`;
 }
 
 export type ClientRegistry = Readonly<Record<string, ClientConfig>>;
@@ -98,6 +126,8 @@ const knownFields = new Set([
   'signingKeyArn',
   'signingKeyId',
   'signingAlgorithm',
+  'jwksKeyArns',
+  'jwks',
 ]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -196,6 +226,7 @@ export function arnsOfRegistry(registry: ClientRegistry, at = 'tokenBroker.clien
       ? []
       : [{ at: `${at}.${name}.secretKmsKeyArn`, arn: client.secretKmsKeyArn }]),
     ...(client.signingKeyArn === undefined ? [] : [{ at: `${at}.${name}.signingKeyArn`, arn: client.signingKeyArn }]),
+    ...(client.jwksKeyArns ?? []).map((arn, index) => ({ at: `${at}.${name}.jwksKeyArns[${index}]`, arn })),
     ...(['allowedPrincipals', 'adminPrincipals'] as const).flatMap((field) =>
       (client[field] ?? []).map((arn, index) => ({ at: `${at}.${name}.${field}[${index}]`, arn })),
     ),
@@ -519,6 +550,29 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
   ) {
     problems.push(`${at('signingAlgorithm')}: must be one of ${assertionAlgorithms.join(', ')}`);
   }
+  for (const field of ['jwksKeyArns', 'jwks'] as const) {
+    const list = raw[field];
+    if (list === undefined) continue;
+    if (raw.authMethod !== 'private_key_jwt') problems.push(`${at(field)}: needs authMethod private_key_jwt`);
+    if (!Array.isArray(list)) {
+      problems.push(`${at(field)}: must be an array`);
+      continue;
+    }
+    list.forEach((item: unknown, index) => {
+      const problem =
+        field === 'jwks'
+          ? publicJwkProblem(item)
+          : typeof item === 'string' && kmsKeyArnPattern.test(item)
+            ? undefined
+            : 'must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias';
+      if (problem !== undefined) problems.push(`${at(field)}[${index}]: ${problem}`);
+    });
+    if (field === 'jwks') {
+      const kids = list.map((jwk: unknown) => (jwk as { kid?: unknown } | null)?.kid);
+      const repeated = kids.filter((kid, index) => typeof kid === 'string' && kids.indexOf(kid) !== index);
+      if (repeated.length > 0) problems.push(`${at(field)}: kid ${repeated.join(', ')} is listed twice`);
+    }
+  }
 }
 
 const defaultRegistryPath = 'tokenBroker.clients';
@@ -589,6 +643,8 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
       ...(client.signingKeyArn === undefined ? {} : { signingKeyArn: client.signingKeyArn }),
       ...(client.signingKeyId === undefined ? {} : { signingKeyId: client.signingKeyId }),
       ...(client.signingAlgorithm === undefined ? {} : { signingAlgorithm: client.signingAlgorithm }),
+      ...(client.jwksKeyArns === undefined ? {} : { jwksKeyArns: [...client.jwksKeyArns] }),
+      ...(client.jwks === undefined ? {} : { jwks: client.jwks.map((jwk) => ({ ...jwk })) }),
     };
   }
   return Object.freeze(registry);

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
@@ -21,18 +19,11 @@ import {
   defaultUpstreamBudgetMs,
   TokenBroker,
 } from '../core/broker.js';
-import {
-  type ClientRegistry,
-  ConfigError,
-  type ConfigOptions,
-  configErrorOf,
-  parseClientRegistryJson,
-  runtimeSettingBounds,
-  wholeNumberProblem,
-} from '../core/config.js';
+import { configErrorOf, runtimeSettingBounds, wholeNumberProblem } from '../core/config.js';
 import { checkHostPatterns } from '../core/endpoint-hosts.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SealingKeySource, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
+import { readClientRegistry } from './client-registry.js';
 import { environmentVariables } from './environment.js';
 
 export interface BrokerWiring {
@@ -114,45 +105,6 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
       kmsSigner: new KmsAssertionSigner(kms),
     }),
   });
-}
-
-/**
- * The registry from TOKEN_BROKER_CLIENTS_FILE when set (the deployed function: clients.json in its bundle), else
- * from TOKEN_BROKER_CLIENTS (the local dev server and the tests). Read once, at cold start; its problems are named
- * under the variable or file they were read from.
- */
-function readClientRegistry(
-  env: NodeJS.ProcessEnv,
-  options: ConfigOptions,
-  problems: string[],
-): ClientRegistry | undefined {
-  const file = env[environmentVariables.clientsFile];
-  const fromFile = file !== undefined && file !== '';
-  let source: string = environmentVariables.clients;
-  let json = env[environmentVariables.clients];
-  if (fromFile) {
-    const path = resolve(env.LAMBDA_TASK_ROOT || process.cwd(), file);
-    source = `${environmentVariables.clientsFile} (${path})`;
-    try {
-      json = readFileSync(path, 'utf8');
-    } catch (error) {
-      problems.push(`${source} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`);
-      return undefined;
-    }
-    if (json.trim() === '') {
-      problems.push(`${source} is empty`);
-      return undefined;
-    }
-  }
-  try {
-    // The bundled file is cdk.json's registry as synth wrote it: its problems are named as in cdk.json.
-    return parseClientRegistryJson(json, source, fromFile ? { ...options, at: 'tokenBroker.clients' } : options);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    const named = (problem: string) => (fromFile && !problem.startsWith(source) ? `${source}: ${problem}` : problem);
-    problems.push(...error.problems.map(named));
-    return undefined;
-  }
 }
 
 /** TOKEN_BROKER_TOKEN_ENDPOINT_HOSTS: host patterns, comma-separated; unset or empty, none. */

@@ -22,7 +22,10 @@ export interface LocalSecretClient {
 /** SMART Backend Services: the client authenticates with a JWT signed by the key whose public half is here. */
 export interface LocalKeyClient {
   clientId: string;
-  publicJwk: JsonWebKey & { kid: string };
+  /** The key the provider verifies assertions with; or, instead, `jwksUri`. */
+  publicJwk?: JsonWebKey & { kid: string };
+  /** Where the provider fetches the client's keys from (`jwks_uri`), as Epic registers clients. */
+  jwksUri?: string;
   authMethod: 'private_key_jwt';
   scopes: string[];
 }
@@ -223,7 +226,9 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
     clients: options.clients.map((client) => ({
       client_id: client.clientId,
       ...(client.authMethod === 'private_key_jwt'
-        ? { jwks: { keys: [client.publicJwk] } }
+        ? client.jwksUri === undefined
+          ? { jwks: { keys: [client.publicJwk] } }
+          : { jwks_uri: client.jwksUri }
         : { client_secret: client.clientSecret }),
       token_endpoint_auth_method: client.authMethod,
       grant_types: ['client_credentials'],
@@ -253,6 +258,17 @@ export async function startOidcServer(options: LocalOidcServerOptions): Promise<
       },
     },
     routes: { token: tokenPath },
+    /*
+     * The provider refuses to fetch a client's jwks_uri from special-use addresses (its SSRF guard, a dispatcher it
+     * passes in). Every server of this local world is on loopback, the hosted JWKS stand-in too, so the guard is
+     * left out here, and only for the URLs the clients were registered with.
+     */
+    fetch: (url: string | URL, init: RequestInit & { dispatcher?: unknown }) => {
+      const registered = options.clients.some((client) => 'jwksUri' in client && client.jwksUri === String(url));
+      if (!registered) return fetch(url, init);
+      const { dispatcher: _guard, ...rest } = init;
+      return fetch(url, rest);
+    },
     ttl: { ClientCredentials: options.accessTokenTtlSeconds ?? 3600 },
     // Defaults for flows this server does not offer print "you SHOULD/MUST change" notices when called.
     clientBasedCORS: () => false,

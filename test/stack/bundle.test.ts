@@ -75,6 +75,10 @@ function invokeBundle(bundle: string, env: NodeJS.ProcessEnv, event: unknown): P
   });
 }
 
+/** The broker's function, not the hosted JWKS's: only the broker is given the token table. */
+const brokerFunction = (properties: Record<string, unknown>) =>
+  JSON.stringify(properties.Environment ?? {}).includes(environmentVariables.tableName);
+
 /** The audit line (`token served`) the handler logged, parsed. */
 function servedLine(output: string): Record<string, unknown> {
   const line = output
@@ -107,12 +111,21 @@ describe('the synthesized function asset (real bundling)', () => {
   let template: { Resources: Record<string, { Type: string; Properties: Record<string, never> }> };
   let assetDir: string;
   let bundle: string;
+  /** The hosted JWKS function's asset: the registry has a client with public keys to publish. */
+  let jwksAssetDir: string;
+  const hostedClient = {
+    wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
+    secretName: 'token-broker/hosted',
+    scopes: ['system/Patient.read'],
+    authMethod: 'private_key_jwt',
+    jwks: [{ kty: 'RSA', kid: 'hosted-2026', n: 'sXch', e: 'AQAB' }],
+  };
 
   // The local parts first: the registry bundled into the asset names the local identity provider's address.
   before(async () => {
     parts = await startLocalParts({ tableName, secretName, clientName: 'bundled', client: oidcClient });
     const bundled = JSON.parse(parts.env[environmentVariables.clients] ?? '{}') as Record<string, unknown>;
-    registry = { ...cdkJson.context.tokenBroker.clients, ...bundled };
+    registry = { ...cdkJson.context.tokenBroker.clients, ...bundled, hosted: hostedClient };
     // Fields only the deployment uses, which stay out of clients.json.
     const deployOnly = {
       allowedPrincipals: ['arn:aws:iam::111111111111:role/app'],
@@ -127,10 +140,16 @@ describe('the synthesized function asset (real bundling)', () => {
       env: { account: '111111111111', region: 'us-east-1' },
     });
     template = app.synth().getStackByName(stack.stackName).template;
-    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function');
-    const s3Key = (fn?.Properties.Code as { S3Key: string } | undefined)?.S3Key ?? '';
-    assetDir = join(outdir, `asset.${s3Key.replace(/\.zip$/, '')}`);
+    const assetOf = (broker: boolean) => {
+      const fn = Object.values(template.Resources).find(
+        (r) => r.Type === 'AWS::Lambda::Function' && brokerFunction(r.Properties) === broker,
+      );
+      const s3Key = (fn?.Properties.Code as { S3Key: string } | undefined)?.S3Key ?? '';
+      return join(outdir, `asset.${s3Key.replace(/\.zip$/, '')}`);
+    };
+    assetDir = assetOf(true);
     bundle = join(assetDir, 'index.mjs');
+    jwksAssetDir = assetOf(false);
   });
   after(async () => {
     await parts?.close();
@@ -160,7 +179,9 @@ describe('the synthesized function asset (real bundling)', () => {
   it('ships the registry as clients.json, without the deploy-time fields, and points the function at it', () => {
     const shipped = JSON.parse(readFileSync(join(assetDir, registryFileName), 'utf8'));
     assert.deepEqual(shipped, registry);
-    const fn = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function');
+    const fn = Object.values(template.Resources).find(
+      (r) => r.Type === 'AWS::Lambda::Function' && brokerFunction(r.Properties),
+    );
     assert.ok(fn !== undefined, 'the function is in the template');
     const variables = (fn.Properties.Environment as unknown as { Variables: Record<string, unknown> }).Variables;
     assert.equal(variables[environmentVariables.clientsFile], registryFileName);
@@ -208,6 +229,31 @@ describe('the synthesized function asset (real bundling)', () => {
     for (const [part, marker] of Object.entries(absent)) {
       assert.ok(!code.includes(marker), `${part} is not bundled (found ${marker})`);
     }
+  });
+
+  it('bundles the hosted JWKS function the same way, with the same clients.json, and it serves a client key', async () => {
+    const jwksBundle = join(jwksAssetDir, 'index.mjs');
+    assert.notEqual(jwksAssetDir, assetDir);
+    const code = readFileSync(jwksBundle, 'utf8');
+    assert.ok(code.startsWith(esmRequireBanner), code.slice(0, 120));
+    assert.deepEqual(JSON.parse(readFileSync(join(jwksAssetDir, registryFileName), 'utf8')), registry);
+    // It holds no table, Secrets Manager or token-endpoint code: a public function with the least in it.
+    for (const marker of ['GetSecretValue', 'PutItem', 'client_credentials']) {
+      assert.ok(!code.includes(marker), `${marker} is not in the JWKS bundle`);
+    }
+    const run = await invokeBundle(
+      jwksBundle,
+      {
+        ...process.env,
+        [environmentVariables.clients]: undefined,
+        [environmentVariables.clientsFile]: registryFileName,
+        LAMBDA_TASK_ROOT: jwksAssetDir,
+        AWS_REGION: 'us-east-1',
+      },
+      { rawPath: '/clients/hosted/jwks.json', requestContext: { http: { method: 'GET' } } },
+    );
+    assert.equal(run.answer.statusCode, 200, run.output);
+    assert.deepEqual(JSON.parse(run.answer.body), { keys: [{ use: 'sig', ...hostedClient.jwks[0] }] });
   });
 
   describe('serving tokens from the bundled clients.json: DynamoDB, Secrets Manager and an identity provider over TLS, all local', () => {

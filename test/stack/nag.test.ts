@@ -34,6 +34,19 @@ const variants: Record<string, unknown> = {
     },
   },
   'admins of every client': { ...shipped, adminPrincipals: [`arn:aws:iam::${account}:role/platform-oncall`] },
+  'a hosted JWKS': {
+    clients: {
+      bwell,
+      epic: {
+        wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
+        secretName: 'token-broker/epic',
+        scopes: ['system/Patient.read'],
+        authMethod: 'private_key_jwt',
+        signingKeyArn: `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`,
+        jwksKeyArns: [`arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-7777-8888-9999-000011112222`],
+      },
+    },
+  },
 };
 
 function build(tokenBroker: unknown) {

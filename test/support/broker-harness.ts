@@ -2,17 +2,21 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
-import { thumbprintOf } from '../../lambdas/adapters/kms-signer.js';
+import { KmsAssertionSigner, thumbprintOf } from '../../lambdas/adapters/kms-signer.js';
 import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
+import { parseClientRegistryJson } from '../../lambdas/core/config.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
+import { createJwksHandler } from '../../lambdas/entry/jwks.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
 import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
 import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import { startJwksServer } from './jwks-server.js';
 import { startKmsStandIn } from './kms.js';
 import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { captureOutput } from './logs.js';
@@ -81,6 +85,17 @@ export async function startBrokerHarness() {
     authMethod: 'private_key_jwt' as const,
     scopes: ['system/*.read'],
   });
+  // Registered at the provider by jwks_uri: the hosted JWKS handler (the registry of the moment) serves its keys.
+  // The current key signs; the next one is published ahead of a switch (docs/deploy.md, "Hosted JWKS").
+  const hostedCurrent = kms.createKey('RSA_2048');
+  const hostedNext = kms.createKey('RSA_2048');
+  const jwksServer = await startJwksServer(tls, () =>
+    createJwksHandler({
+      clients: parseClientRegistryJson(process.env[environmentVariables.clients] ?? '{}', 'the harness registry'),
+      signer: new KmsAssertionSigner(() => new KMSClient({})),
+      logger,
+    }),
+  );
   const keyClients: LocalKeyClient[] = [
     smartRsa.client,
     smartEc.client,
@@ -88,6 +103,12 @@ export async function startBrokerHarness() {
     smartPss.client,
     kmsClient('kms-rsa-id', kmsRsa.publicJwk, thumbprintOf(kmsRsa.publicJwk), 'PS256'),
     kmsClient('kms-ec-id', kmsEc.publicJwk, 'ec-key-1', 'ES384'),
+    {
+      clientId: 'kms-hosted-id',
+      jwksUri: `${jwksServer.baseUrl}clients/kms-hosted/jwks.json`,
+      authMethod: 'private_key_jwt',
+      scopes: ['system/*.read'],
+    },
   ];
   const oidc = await startOidcServer({
     clients: [...secretClients, ...keyClients],
@@ -120,6 +141,7 @@ export async function startBrokerHarness() {
   }
   secretsManager.putSecret('token-broker/kms-rsa', JSON.stringify({ client_id: 'kms-rsa-id' }));
   secretsManager.putSecret('token-broker/kms-ec', JSON.stringify({ client_id: 'kms-ec-id' }));
+  secretsManager.putSecret('token-broker/kms-hosted', JSON.stringify({ client_id: 'kms-hosted-id' }));
   secretsManager.putSecret(
     'token-broker/revoked',
     JSON.stringify({ client_id: revoked.clientId, client_secret: revokedSecret }),
@@ -190,6 +212,14 @@ export async function startBrokerHarness() {
       signingKeyArn: kmsEc.arn,
       signingKeyId: 'ec-key-1',
     },
+    'kms-hosted': {
+      wellKnownUrl: oidc.wellKnownUrl,
+      secretName: 'token-broker/kms-hosted',
+      scopes: read,
+      authMethod: 'private_key_jwt',
+      signingKeyArn: hostedCurrent.arn,
+      jwksKeyArns: [hostedNext.arn],
+    },
     // SMART Backend Services as Epic publishes it: a smart-configuration at the FHIR base, no issuer to match.
     'smart-configured': {
       wellKnownUrl: oidc.smartConfigurationUrl,
@@ -258,7 +288,8 @@ export async function startBrokerHarness() {
     oidc,
     secretsManager,
     kms,
-    kmsKeys: { rsa: kmsRsa.arn, ec: kmsEc.arn },
+    kmsKeys: { rsa: kmsRsa.arn, ec: kmsEc.arn, hostedCurrent: hostedCurrent.arn, hostedNext: hostedNext.arn },
+    jwksServer,
     clock,
     output,
     /** Every value that must never appear in a log line. */
@@ -327,7 +358,14 @@ export async function startBrokerHarness() {
     },
     async close() {
       output.restore();
-      await Promise.all([oidc.close(), stalling.close(), dynamo.close(), secretsManager.close(), kms.close()]);
+      await Promise.all([
+        oidc.close(),
+        stalling.close(),
+        dynamo.close(),
+        secretsManager.close(),
+        kms.close(),
+        jwksServer.close(),
+      ]);
     },
   };
 }

@@ -20,8 +20,12 @@ export interface KmsStandIn {
   createKey(spec: KmsKeySpec): { arn: string; publicJwk: Record<string, string> };
   /** Sign requests received, by key ARN. */
   signCalls(arn?: string): number;
-  /** Refuses every request for the key with AccessDeniedException, as a missing kms:Sign grant does. */
-  deny(arn: string): void;
+  /** The public half of a key `createKey` made, as a JWK. */
+  publicJwkOf(arn: string): Record<string, string>;
+  /** GetPublicKey requests received, by key ARN. */
+  publicKeyCalls(arn?: string): number;
+  /** Refuses every request for the key with AccessDeniedException, as a missing grant does; `false` lifts it. */
+  deny(arn: string, denied?: boolean): void;
   close(): Promise<void>;
 }
 
@@ -63,6 +67,9 @@ const algorithmsOf: Record<KmsKeySpec, string[]> = {
 export async function startKmsStandIn(): Promise<KmsStandIn> {
   const keys = new Map<string, StoredKey>();
   const signs = new Map<string, number>();
+  const publicKeyReads = new Map<string, number>();
+  const total = (counts: Map<string, number>, arn?: string) =>
+    arn === undefined ? [...counts.values()].reduce((sum, n) => sum + n, 0) : (counts.get(arn) ?? 0);
   const region = process.env.AWS_REGION ?? 'us-east-1';
 
   const find = (keyId: unknown): [string, StoredKey] => {
@@ -77,6 +84,7 @@ export async function startKmsStandIn(): Promise<KmsStandIn> {
   const operations: Record<string, (input: Record<string, unknown>) => Record<string, unknown>> = {
     GetPublicKey(input) {
       const [arn, key] = find(input.KeyId);
+      publicKeyReads.set(arn, (publicKeyReads.get(arn) ?? 0) + 1);
       return {
         KeyId: arn,
         PublicKey: key.publicDer.toString('base64'),
@@ -159,11 +167,19 @@ export async function startKmsStandIn(): Promise<KmsStandIn> {
       const publicJwk = createPublicKey({ key: publicDer, format: 'der', type: 'spki' }).export({ format: 'jwk' });
       return { arn, publicJwk: publicJwk as Record<string, string> };
     },
-    signCalls: (arn) =>
-      arn === undefined ? [...signs.values()].reduce((sum, n) => sum + n, 0) : (signs.get(arn) ?? 0),
-    deny(arn) {
+    signCalls: (arn) => total(signs, arn),
+    publicKeyCalls: (arn) => total(publicKeyReads, arn),
+    publicJwkOf(arn) {
       const key = keys.get(arn);
-      if (key !== undefined) key.denied = true;
+      if (key === undefined) throw new Error(`no key ${arn}`);
+      return createPublicKey({ key: key.publicDer, format: 'der', type: 'spki' }).export({ format: 'jwk' }) as Record<
+        string,
+        string
+      >;
+    },
+    deny(arn, denied = true) {
+      const key = keys.get(arn);
+      if (key !== undefined) key.denied = denied;
     },
     async close() {
       server.closeAllConnections();

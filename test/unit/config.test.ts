@@ -97,6 +97,38 @@ describe('client registry', () => {
     assert.match(problemsOf({ bwell: { ...kmsClient, signingKeyId: 'a b' } }), /signingKeyId: must be 1 to 256/);
   });
 
+  it('takes the keys a hosted JWKS publishes: KMS key ARNs and public JWKs with a kid, for private_key_jwt only', () => {
+    const keyArn = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666';
+    const jwk = { kty: 'RSA', kid: 'epic-2026', n: 'sXch', e: 'AQAB' };
+    const keyClient = { ...valid, authMethod: 'private_key_jwt' };
+    const registry = parseClientRegistry({ bwell: { ...keyClient, jwksKeyArns: [keyArn], jwks: [jwk] } });
+    assert.deepEqual(registry.bwell?.jwksKeyArns, [keyArn]);
+    assert.deepEqual(registry.bwell?.jwks, [jwk]);
+    assert.match(
+      problemsOf({ bwell: { ...valid, jwks: [jwk] } }),
+      /clients\.bwell\.jwks: needs authMethod private_key_jwt/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...keyClient, jwksKeyArns: ['arn:aws:kms:us-east-1:123456789012:alias/next'] } }),
+      /clients\.bwell\.jwksKeyArns\[0\]: must be a KMS key ARN/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...keyClient, jwks: [{ ...jwk, d: 'private', p: 'x' }] } }),
+      /clients\.bwell\.jwks\[0\]: holds private key members \(d, p\): publish only the public key/,
+    );
+    assert.match(problemsOf({ bwell: { ...keyClient, jwks: [{ ...jwk, kid: undefined }] } }), /jwks\[0\]: needs a kid/);
+    assert.match(
+      problemsOf({ bwell: { ...keyClient, jwks: [{ kty: 'oct', kid: 'k', k: 'x' }] } }),
+      /jwks\[0\]: holds private/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...keyClient, jwks: [{ kty: 'EC', kid: 'k', crv: 'P-256' }] } }),
+      /jwks\[0\]: lacks x, y/,
+    );
+    assert.match(problemsOf({ bwell: { ...keyClient, jwks: [jwk, jwk] } }), /jwks: kid epic-2026 is listed twice/);
+    assert.match(problemsOf({ bwell: { ...keyClient, jwks: jwk } }), /jwks: must be an array/);
+  });
+
   it('accepts plain http discovery only on loopback and only when allowed', () => {
     const local = { ...valid, wellKnownUrl: 'http://127.0.0.1:9000/.well-known/openid-configuration' };
     assert.match(problemsOf({ demo: local }), /must be an https URL/);
