@@ -30,6 +30,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import { RegionInfo } from 'aws-cdk-lib/region-info';
 import { Construct } from 'constructs';
 import { partitionKey, ttlAttribute } from '../lambdas/adapters/dynamodb-schema.js';
+import { webIdentityTokenSeconds } from '../lambdas/adapters/sts-web-identity.js';
 import { functionTimeoutMs } from '../lambdas/core/broker.js';
 import {
   arnsOfRegistry,
@@ -849,6 +850,32 @@ export class TokenBroker extends Construct {
       );
     }
 
+    const federated = (Object.values(this.clients) as ClientConfig[]).filter(
+      (client) => client.webIdentityAudience !== undefined,
+    );
+    if (federated.length > 0) {
+      this.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'WebIdentityTokens',
+          // Secretless clients' assertions. STS takes no resource here, so the conditions are the bound: only
+          // the registry's audiences and algorithms, and tokens of at most the five minutes an assertion lives.
+          actions: ['sts:GetWebIdentityToken'],
+          resources: ['*'],
+          conditions: {
+            'ForAllValues:StringEquals': {
+              'sts:IdentityTokenAudience': [...new Set(federated.map((client) => client.webIdentityAudience))],
+            },
+            StringEquals: {
+              'sts:SigningAlgorithm': [
+                ...new Set(federated.map((client) => client.webIdentitySigningAlgorithm ?? 'RS256')),
+              ],
+            },
+            NumericLessThanEquals: { 'sts:DurationSeconds': webIdentityTokenSeconds },
+          },
+        }),
+      );
+    }
+
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'FunctionLogs',
@@ -861,7 +888,9 @@ export class TokenBroker extends Construct {
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
         'Only xray:PutTraceSegments and xray:PutTelemetryRecords (added for active tracing) use "*": X-Ray ' +
-        'supports no resource-level permissions for them. Every other statement names its resources.',
+        'supports no resource-level permissions for them; and, with a secretless client, sts:GetWebIdentityToken, ' +
+        'which takes no resource either and is bounded by conditions on audience, algorithm and duration. Every ' +
+        'other statement names its resources.',
     });
   }
 

@@ -1,6 +1,13 @@
 import { createHash, randomUUID, webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
-import { type ClientConfig, discoveryLocation, isLoopbackHost, providerHostOf, providerKeyOf } from '../core/config.js';
+import {
+  type ClientConfig,
+  discoveryLocation,
+  isLoopbackHost,
+  providerHostOf,
+  providerKeyOf,
+  type WebIdentitySigningAlgorithm,
+} from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { isApprovedTokenEndpointHost, isPlainHost } from '../core/endpoint-hosts.js';
 import { BrokerError } from '../core/errors.js';
@@ -25,6 +32,7 @@ import {
   retryAfterMs,
   UpstreamTimeoutError,
 } from './resilient-fetch.js';
+import type { StsWebIdentityAssertions } from './sts-web-identity.js';
 
 export const defaultDiscoveryMaxAgeMs = 60 * 60_000;
 /** Longer than any access token a sane server issues for client credentials; anything above is nonsense. */
@@ -49,6 +57,8 @@ export interface OAuthTokenEndpointOptions {
   traced?: Traced;
   /** Signs the client assertions of clients whose key is in KMS (`signingKeyArn`). */
   kmsSigner?: KmsAssertionSigner;
+  /** Mints the client assertions of secretless clients (`webIdentityAudience`) with AWS STS. */
+  webIdentity?: StsWebIdentityAssertions;
 }
 
 interface Discovered {
@@ -163,6 +173,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     credentials: ClientCredentials,
   ): Promise<oauth.ClientAuth> {
     if (credentials.kmsKeyArn !== undefined) return this.kmsClientAuth(client, server, credentials.kmsKeyArn);
+    if (credentials.webIdentity !== undefined) return this.webIdentityClientAuth(credentials.webIdentity);
     if (credentials.privateKeyJwk !== undefined) {
       const jwk = credentials.privateKeyJwk;
       const key = await this.signingKey(jwk);
@@ -214,6 +225,22 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
       body.set('client_id', oauthClient.client_id);
       body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
       body.set('client_assertion', `${signingInput}.${await signer.sign(key, signingInput)}`);
+    };
+    return clientAuth;
+  }
+
+  /**
+   * RFC 7523 client authentication with an assertion the client did not sign: STS's JWT for the function's role.
+   * Its iss and sub are the AWS issuer and the role, not the client id: the provider maps them to the client
+   * (Entra ID's federated identity credential), and client_id says which client that is.
+   */
+  private webIdentityClientAuth(webIdentity: { audience: string; algorithm: WebIdentitySigningAlgorithm }) {
+    const minter = this.options.webIdentity;
+    if (minter === undefined) throw new BrokerError('server_error', 'the broker was built without an STS client');
+    const clientAuth: oauth.ClientAuth = async (_server, oauthClient, body) => {
+      body.set('client_id', oauthClient.client_id);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', await minter.assertionFor(webIdentity.audience, webIdentity.algorithm));
     };
     return clientAuth;
   }

@@ -201,6 +201,18 @@ function parseCredentials(
     }
     return { clientId, kmsKeyArn: client.signingKeyArn };
   }
+  if (client.webIdentityAudience !== undefined) {
+    if (jwk !== undefined || clientSecret !== undefined) {
+      throw new BrokerError(
+        'unavailable',
+        `the secret of client ${clientName} must hold only client_id: AWS STS signs the client's assertions (webIdentityAudience)`,
+      );
+    }
+    return {
+      clientId,
+      webIdentity: { audience: client.webIdentityAudience, algorithm: client.webIdentitySigningAlgorithm ?? 'RS256' },
+    };
+  }
   if (!usesKey) {
     if (typeof clientSecret !== 'string' || clientSecret === '') throw malformed();
     return { clientId, clientSecret };

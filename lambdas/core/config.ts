@@ -74,7 +74,19 @@ export interface ClientConfig {
   jwksKeyArns?: string[];
   /** Public JWKs (each with its kid) the hosted JWKS publishes, for keys held in the client's secret. */
   jwks?: PublicJwk[];
+  /**
+   * Secretless private_key_jwt: each client assertion is a JWT that AWS STS signs for the function's own role
+   * (`GetWebIdentityToken`, IAM outbound identity federation), with this `aud`. The provider trusts the account's
+   * STS issuer for the role's ARN (Entra ID: a federated identity credential). No key or secret exists anywhere.
+   */
+  webIdentityAudience?: string;
+  /** The algorithm STS signs that JWT with. @default RS256 */
+  webIdentitySigningAlgorithm?: WebIdentitySigningAlgorithm;
 }
+
+/** The algorithms STS GetWebIdentityToken signs with. */
+export const webIdentitySigningAlgorithms = ['RS256', 'ES384'] as const;
+export type WebIdentitySigningAlgorithm = (typeof webIdentitySigningAlgorithms)[number];
 
 /** A public key as a JWKS lists it: RSA or EC, with its kid, and none of a private key's members. */
 export interface PublicJwk {
@@ -128,6 +140,8 @@ const knownFields = new Set([
   'signingAlgorithm',
   'jwksKeyArns',
   'jwks',
+  'webIdentityAudience',
+  'webIdentitySigningAlgorithm',
 ]);
 // Secrets Manager accepts names of these characters, or a full secret ARN.
 const secretNamePattern = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$/;
@@ -550,6 +564,29 @@ function checkClient(name: string, raw: unknown, options: ConfigOptions, problem
   ) {
     problems.push(`${at('signingAlgorithm')}: must be one of ${assertionAlgorithms.join(', ')}`);
   }
+  if (raw.webIdentityAudience !== undefined) {
+    // STS takes audiences of 1 to 1,000 characters; one, so that the assertion names exactly this provider.
+    if (typeof raw.webIdentityAudience !== 'string' || !/^[\x21-\x7E]{1,1000}$/.test(raw.webIdentityAudience)) {
+      problems.push(`${at('webIdentityAudience')}: must be 1 to 1000 printable ASCII characters without spaces`);
+    }
+    if (raw.authMethod !== 'private_key_jwt') {
+      problems.push(`${at('webIdentityAudience')}: needs authMethod private_key_jwt`);
+    }
+    for (const other of ['signingKeyArn', 'jwksKeyArns', 'jwks'] as const) {
+      if (raw[other] !== undefined) {
+        problems.push(
+          `${at(other)}: not with webIdentityAudience: STS signs this client's assertions, no key of its own`,
+        );
+      }
+    }
+  }
+  if (raw.webIdentitySigningAlgorithm !== undefined) {
+    if (raw.webIdentityAudience === undefined)
+      problems.push(`${at('webIdentitySigningAlgorithm')}: only with webIdentityAudience`);
+    if (!(webIdentitySigningAlgorithms as readonly unknown[]).includes(raw.webIdentitySigningAlgorithm)) {
+      problems.push(`${at('webIdentitySigningAlgorithm')}: must be one of ${webIdentitySigningAlgorithms.join(', ')}`);
+    }
+  }
   for (const field of ['jwksKeyArns', 'jwks'] as const) {
     const list = raw[field];
     if (list === undefined) continue;
@@ -645,6 +682,10 @@ export function registryOf(raw: Record<string, unknown>): ClientRegistry {
       ...(client.signingAlgorithm === undefined ? {} : { signingAlgorithm: client.signingAlgorithm }),
       ...(client.jwksKeyArns === undefined ? {} : { jwksKeyArns: [...client.jwksKeyArns] }),
       ...(client.jwks === undefined ? {} : { jwks: client.jwks.map((jwk) => ({ ...jwk })) }),
+      ...(client.webIdentityAudience === undefined ? {} : { webIdentityAudience: client.webIdentityAudience }),
+      ...(client.webIdentitySigningAlgorithm === undefined
+        ? {}
+        : { webIdentitySigningAlgorithm: client.webIdentitySigningAlgorithm }),
     };
   }
   return Object.freeze(registry);

@@ -1,5 +1,5 @@
 import type { JsonWebKey } from 'node:crypto';
-import type { ClientConfig } from './config.js';
+import type { ClientConfig, WebIdentitySigningAlgorithm } from './config.js';
 import type { Cooldown } from './cooldown.js';
 
 /** Milliseconds since the epoch, and waiting. Injected so the core is tested with a fake clock. */
@@ -28,10 +28,36 @@ export interface PrivateJwk extends JsonWebKey {
 
 /** A shared secret (client_secret_post, client_secret_basic) or a private key (private_key_jwt). */
 export type ClientCredentials =
-  | { clientId: string; clientSecret: string; privateKeyJwk?: undefined; kmsKeyArn?: undefined }
-  | { clientId: string; privateKeyJwk: PrivateJwk; clientSecret?: undefined; kmsKeyArn?: undefined }
+  | {
+      clientId: string;
+      clientSecret: string;
+      privateKeyJwk?: undefined;
+      kmsKeyArn?: undefined;
+      webIdentity?: undefined;
+    }
+  | {
+      clientId: string;
+      privateKeyJwk: PrivateJwk;
+      clientSecret?: undefined;
+      kmsKeyArn?: undefined;
+      webIdentity?: undefined;
+    }
   /** private_key_jwt with a KMS key: the broker holds no private material at all, only the key's ARN. */
-  | { clientId: string; kmsKeyArn: string; clientSecret?: undefined; privateKeyJwk?: undefined };
+  | {
+      clientId: string;
+      kmsKeyArn: string;
+      clientSecret?: undefined;
+      privateKeyJwk?: undefined;
+      webIdentity?: undefined;
+    }
+  /** private_key_jwt with an assertion STS signs for the function's role: nothing secret exists at all. */
+  | {
+      clientId: string;
+      webIdentity: { audience: string; algorithm: WebIdentitySigningAlgorithm };
+      clientSecret?: undefined;
+      privateKeyJwk?: undefined;
+      kmsKeyArn?: undefined;
+    };
 
 export interface SecretReadOptions {
   /** Bypass the bounded cache: the secret may just have been rotated. */

@@ -2,6 +2,7 @@ import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { STSClient } from '@aws-sdk/client-sts';
 import { DynamoDbTokenCache } from '../adapters/dynamodb-cache.js';
 import { KmsAssertionSigner } from '../adapters/kms-signer.js';
 import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
@@ -12,6 +13,7 @@ import {
   SecretsManagerSealingKeySource,
   SecretsManagerSecretSource,
 } from '../adapters/secrets-manager.js';
+import { StsWebIdentityAssertions } from '../adapters/sts-web-identity.js';
 import {
   checkTimeBudget,
   defaultRefreshAheadMaxSeconds,
@@ -74,6 +76,11 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   // Made on first use: a deployment without KMS-signing clients never builds it.
   let kmsClient: KMSClient | undefined;
   const kms = () => (kmsClient ??= captured(new KMSClient({})));
+  // The same for STS, used only by secretless (webIdentityAudience) clients, and imported only then: the bundle
+  // keeps the SDK's module uninitialised until that first use, off every other cold start. Regional, as the SDK
+  // resolves it by default: GetWebIdentityToken is not served by the global endpoint.
+  let stsClient: Promise<STSClient> | undefined;
+  const sts = () => (stsClient ??= import('@aws-sdk/client-sts').then(({ STSClient }) => captured(new STSClient({}))));
 
   return new TokenBroker({
     clients,
@@ -103,6 +110,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
       http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
       traced: tracer === undefined ? untraced : tracedWith(tracer),
       kmsSigner: new KmsAssertionSigner(kms),
+      webIdentity: new StsWebIdentityAssertions(sts),
     }),
   });
 }

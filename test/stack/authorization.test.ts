@@ -140,6 +140,39 @@ describe("the function role's permissions, exactly", () => {
     assert.deepEqual(kms, [`Allow kms:GetPublicKey "${signingKeyArn}"`, `Allow kms:Sign "${signingKeyArn}"`]);
   });
 
+  it('a secretless client: sts:GetWebIdentityToken for its audience and algorithm, five minutes at most', () => {
+    const federated = (audience: string, extra: Record<string, unknown> = {}) => ({
+      wellKnownUrl: 'https://login.microsoftonline.com/tenant/v2.0/.well-known/openid-configuration',
+      secretName: `token-broker/${audience.length}`,
+      scopes: ['api://fhir/.default'],
+      authMethod: 'private_key_jwt',
+      webIdentityAudience: audience,
+      ...extra,
+    });
+    const { template, stack } = synth({
+      clients: {
+        bwell,
+        entra: federated('api://AzureADTokenExchange'),
+        keycloak: federated('https://keycloak.example/realms/fhir', { webIdentitySigningAlgorithm: 'ES384' }),
+      },
+    });
+    const sts = rolePermissions(template, stack).filter((line) => line.includes(' sts:'));
+    assert.deepEqual(sts, [
+      `Allow sts:GetWebIdentityToken "*" ${JSON.stringify({
+        'ForAllValues:StringEquals': {
+          'sts:IdentityTokenAudience': ['api://AzureADTokenExchange', 'https://keycloak.example/realms/fhir'],
+        },
+        StringEquals: { 'sts:SigningAlgorithm': ['RS256', 'ES384'] },
+        NumericLessThanEquals: { 'sts:DurationSeconds': 300 },
+      })}`,
+    ]);
+    const { template: without, stack: plain } = synth({ clients: { bwell } });
+    assert.deepEqual(
+      rolePermissions(without, plain).filter((line) => line.includes(' sts:')),
+      [],
+    );
+  });
+
   it('grants made by callers do not touch the function role', () => {
     const { template, stack } = synth({
       clients: {

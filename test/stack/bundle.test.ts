@@ -221,7 +221,8 @@ describe('the synthesized function asset (real bundling)', () => {
     assert.doesNotMatch(code, /from\s*"node:http"/);
     assert.match(code, /getBuiltinModule\("node:http"\)/);
     const absent = {
-      'the STS client of the web-identity provider': 'AssumeRoleWithWebIdentity',
+      // STS itself is bundled (secretless clients mint assertions with it); the credential provider is not.
+      'the web-identity credential provider': 'AWS_WEB_IDENTITY_TOKEN_FILE',
       'the SSO client': 'GetRoleCredentials',
       'the credential_process provider': 'credential_process',
       semver: 'SEMVER_SPEC_VERSION',

@@ -34,6 +34,18 @@ const variants: Record<string, unknown> = {
     },
   },
   'admins of every client': { ...shipped, adminPrincipals: [`arn:aws:iam::${account}:role/platform-oncall`] },
+  'a secretless client': {
+    clients: {
+      bwell,
+      entra: {
+        wellKnownUrl: 'https://login.microsoftonline.com/tenant/v2.0/.well-known/openid-configuration',
+        secretName: 'token-broker/entra',
+        scopes: ['api://fhir/.default'],
+        authMethod: 'private_key_jwt',
+        webIdentityAudience: 'api://AzureADTokenExchange',
+      },
+    },
+  },
   'a hosted JWKS': {
     clients: {
       bwell,

@@ -129,6 +129,36 @@ describe('client registry', () => {
     assert.match(problemsOf({ bwell: { ...keyClient, jwks: jwk } }), /jwks: must be an array/);
   });
 
+  it('takes webIdentityAudience for secretless private_key_jwt clients, alone of the key fields', () => {
+    const federated = { ...valid, authMethod: 'private_key_jwt', webIdentityAudience: 'api://AzureADTokenExchange' };
+    const registry = parseClientRegistry({ bwell: { ...federated, webIdentitySigningAlgorithm: 'ES384' } });
+    assert.equal(registry.bwell?.webIdentityAudience, 'api://AzureADTokenExchange');
+    assert.equal(registry.bwell?.webIdentitySigningAlgorithm, 'ES384');
+    assert.match(
+      problemsOf({ bwell: { ...valid, webIdentityAudience: 'api://x' } }),
+      /clients\.bwell\.webIdentityAudience: needs authMethod private_key_jwt/,
+    );
+    for (const bad of ['', 'has space', 'x'.repeat(1001), 7]) {
+      assert.match(
+        problemsOf({ bwell: { ...federated, webIdentityAudience: bad } }),
+        /webIdentityAudience: must be 1 to 1000/,
+      );
+    }
+    const keyArn = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666';
+    assert.match(
+      problemsOf({ bwell: { ...federated, signingKeyArn: keyArn } }),
+      /clients\.bwell\.signingKeyArn: not with webIdentityAudience/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...federated, webIdentitySigningAlgorithm: 'PS256' } }),
+      /must be one of RS256, ES384/,
+    );
+    assert.match(
+      problemsOf({ bwell: { ...valid, authMethod: 'private_key_jwt', webIdentitySigningAlgorithm: 'RS256' } }),
+      /webIdentitySigningAlgorithm: only with webIdentityAudience/,
+    );
+  });
+
   it('accepts plain http discovery only on loopback and only when allowed', () => {
     const local = { ...valid, wellKnownUrl: 'http://127.0.0.1:9000/.well-known/openid-configuration' };
     assert.match(problemsOf({ demo: local }), /must be an https URL/);
