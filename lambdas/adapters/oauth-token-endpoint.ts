@@ -23,6 +23,7 @@ import {
   type TokenEndpoint,
   type TokenRequest,
 } from '../core/ports.js';
+import { SingleFlight } from '../core/single-flight.js';
 import type { KmsAssertionSigner } from './kms-signer.js';
 import { type Traced, untraced } from './observability.js';
 import {
@@ -75,7 +76,7 @@ type Stage = 'discovery' | 'token';
  */
 export class OAuthTokenEndpoint implements TokenEndpoint {
   private readonly discovered = new Map<string, Discovered>();
-  private readonly discovering = new Map<string, Promise<oauth.AuthorizationServer>>();
+  private readonly discovering = new SingleFlight<string, oauth.AuthorizationServer>();
   private readonly discoveryMaxAgeMs: number;
   private readonly fetch: ReturnType<typeof createResilientFetch>;
   private readonly traced: Traced;
@@ -285,11 +286,7 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
     const known = this.discovered.get(location);
     if (known !== undefined && this.options.clock.now() - known.fetchedAt < this.discoveryMaxAgeMs) return known.server;
 
-    let pending = this.discovering.get(location);
-    if (pending === undefined) {
-      pending = this.fetchDiscovery(clientName, client, deadline).finally(() => this.discovering.delete(location));
-      this.discovering.set(location, pending);
-    }
+    const pending = this.discovering.run(location, () => this.fetchDiscovery(clientName, client, deadline));
     try {
       return await pending;
     } catch (error) {

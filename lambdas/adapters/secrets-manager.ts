@@ -14,6 +14,7 @@ import {
   type SecretSource,
 } from '../core/ports.js';
 import { minSealingKeyBytes } from '../core/sealing.js';
+import { SingleFlight } from '../core/single-flight.js';
 
 export const defaultSecretMaxAgeMs = 5 * 60_000;
 
@@ -101,7 +102,7 @@ export class SecretsManagerSecretSource implements SecretSource {
  */
 export class SecretsManagerSealingKeySource implements SealingKeySource {
   private remembered: { key: Uint8Array; readAt: number } | undefined;
-  private pending: Promise<Uint8Array> | undefined;
+  private readonly reads = new SingleFlight<'sealing-key', Uint8Array>();
 
   constructor(
     private readonly client: SecretsManagerClient,
@@ -114,10 +115,7 @@ export class SecretsManagerSealingKeySource implements SealingKeySource {
   getSealingKey(): Promise<Uint8Array> {
     const known = this.remembered;
     if (known !== undefined && this.clock.now() - known.readAt < this.maxAgeMs) return Promise.resolve(known.key);
-    this.pending ??= this.read(known).finally(() => {
-      this.pending = undefined;
-    });
-    return this.pending;
+    return this.reads.run('sealing-key', () => this.read(known));
   }
 
   private async read(known: { key: Uint8Array } | undefined): Promise<Uint8Array> {

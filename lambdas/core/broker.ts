@@ -32,6 +32,7 @@ import type {
 import { noMetrics, silentLogger, systemClock } from './ports.js';
 import { normalizeScope, resolveScope, scopesOutside } from './scope.js';
 import { deriveSealingKey, type SealingKey, seal, sealFormat, secretMaterialOf, unseal } from './sealing.js';
+import { SingleFlight } from './single-flight.js';
 import { cacheKeyOf, resolveParameters, type TokenParameters } from './token-parameters.js';
 
 export const defaultRefreshWindowSeconds = 60;
@@ -240,13 +241,13 @@ export class TokenBroker {
   private readonly containerId = randomUUID();
   private readonly revocationCheckMs: number;
   private readonly memory = new Map<string, CachedToken>();
-  private readonly inFlight = new Map<string, Promise<Loaded>>();
+  private readonly loads = new SingleFlight<string, Loaded>();
   private readonly revocations = new Map<string, { revokedAt: number | undefined; checkedAt: number }>();
   /** The last cooldown this container knows of per client, standing or lapsed (the next one doubles it). */
   private readonly cooldowns = new Map<string, Cooldown>();
   /** Per client, the end of the hour whose issuance budget this container saw used up. */
   private readonly budgetSpentUntil = new Map<string, number>();
-  private readonly revocationChecks = new Map<string, Promise<void>>();
+  private readonly revocationChecks = new SingleFlight<string, void>();
 
   constructor(options: TokenBrokerOptions) {
     this.refreshWindowSeconds = wholeSeconds(
@@ -303,7 +304,7 @@ export class TokenBroker {
     const remembered = this.memory.get(target.key);
     const current = remembered !== undefined && this.isUsable(target, remembered) ? remembered : undefined;
     // Serve while refreshing: only the caller that starts a renewal waits for it; the rest get the current token.
-    if (current !== undefined && (!this.isDue(current) || this.inFlight.has(target.key))) {
+    if (current !== undefined && (!this.isDue(current) || this.loads.has(target.key))) {
       return { response: this.present(current), cache: 'memory', requestedScope, parameters, ...asked };
     }
     // While the client's cooldown stands no renewal would call anyway: the current token, without a table read.
@@ -316,10 +317,10 @@ export class TokenBroker {
     if (asksForFreshness(freshness)) {
       // Callers with a requirement share a load among themselves, not with ordinary ones whose answer (a token
       // from the table, say) may not meet it; and one that another's load did not satisfy loads once more.
-      loaded = await this.singleFlight(`${target.key}\u0000fresh`, () => this.load(target, current));
+      loaded = await this.loads.run(`${target.key}\u0000fresh`, () => this.load(target, current));
       if (!meetsFreshness(loaded.token, freshness, this.clock.now())) loaded = await this.load(target, current);
     } else {
-      loaded = await this.singleFlight(target.key, () => this.load(target, current));
+      loaded = await this.loads.run(target.key, () => this.load(target, current));
     }
     const result: TokenResult = {
       response: this.present(loaded.token),
@@ -361,7 +362,7 @@ export class TokenBroker {
    * client in memory: its first look is taken by load(), beside the table read whose token it may serve.
    */
   private revocationCheckDue(clientName: string): Promise<void> | undefined {
-    const pending = this.revocationChecks.get(clientName);
+    const pending = this.revocationChecks.pending(clientName);
     if (pending !== undefined) return pending;
     const known = this.revocations.get(clientName);
     if (known === undefined || this.clock.now() - known.checkedAt < this.revocationCheckMs) return undefined;
@@ -374,21 +375,16 @@ export class TokenBroker {
    * an interval later: a table outage must not take the broker down with it.
    */
   private lookForRevocation(clientName: string): Promise<void> {
-    const pending = this.revocationChecks.get(clientName);
-    if (pending !== undefined) return pending;
-    const startedAt = this.clock.now();
-    const check = this.cache
-      .revokedAt(clientName)
-      .then(
+    return this.revocationChecks.run(clientName, () => {
+      const startedAt = this.clock.now();
+      return this.cache.revokedAt(clientName).then(
         (revokedAt) => this.noteRevocation(clientName, revokedAt, startedAt),
         (error: unknown) => {
           this.sharedCacheFailed({ clientName }, 'revocation check', error);
           this.noteRevocation(clientName, undefined, startedAt);
         },
-      )
-      .finally(() => this.revocationChecks.delete(clientName));
-    this.revocationChecks.set(clientName, check);
-    return check;
+      );
+    });
   }
 
   /** Keeps the latest revocation known (an invalidation in this container may have come in meanwhile). */
@@ -431,15 +427,6 @@ export class TokenBroker {
       refreshAheadMaxMs: this.refreshAheadMaxMs,
     });
     return token.expiresAt - this.clock.now() < lead;
-  }
-
-  /** One load per key at a time in this container; every concurrent caller shares its outcome, failures included. */
-  private singleFlight(key: string, load: () => Promise<Loaded>): Promise<Loaded> {
-    const pending = this.inFlight.get(key);
-    if (pending !== undefined) return pending;
-    const started = load().finally(() => this.inFlight.delete(key));
-    this.inFlight.set(key, started);
-    return started;
   }
 
   private async load(target: Target, current: CachedToken | undefined): Promise<Loaded> {
