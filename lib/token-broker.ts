@@ -38,6 +38,7 @@ import {
   type ClientRegistry,
   ConfigError,
   configErrorOf,
+  defaultWebIdentitySigningAlgorithm,
   maxTargetLength,
   type NamedArn,
   partitionOf,
@@ -456,7 +457,6 @@ export class TokenBroker extends Construct {
     return alias;
   }
 
-  /** The HTTPS URL of a client's token route on the deployed stage. */
   /** The URL a client's provider fetches its public keys from (`jwks_uri`); see docs/deploy.md, "Hosted JWKS". */
   jwksUrlFor(clientName: string): string {
     const client = this.clients[clientName];
@@ -468,6 +468,7 @@ export class TokenBroker extends Construct {
     return this.hostedJwks.urlFor(clientName);
   }
 
+  /** The HTTPS URL of a client's token route on the deployed stage. */
   tokenUrlFor(clientName: string): string {
     return this.stage.urlForPath(tokenPath(this.requireClient(clientName)));
   }
@@ -867,7 +868,9 @@ export class TokenBroker extends Construct {
             },
             StringEquals: {
               'sts:SigningAlgorithm': [
-                ...new Set(federated.map((client) => client.webIdentitySigningAlgorithm ?? 'RS256')),
+                ...new Set(
+                  federated.map((client) => client.webIdentitySigningAlgorithm ?? defaultWebIdentitySigningAlgorithm),
+                ),
               ],
             },
             NumericLessThanEquals: { 'sts:DurationSeconds': webIdentityTokenSeconds },

@@ -1,5 +1,5 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { ClientConfig } from '../core/config.js';
+import { type ClientConfig, defaultWebIdentitySigningAlgorithm } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { BrokerError } from '../core/errors.js';
 import {
@@ -208,7 +208,10 @@ function parseCredentials(
     }
     return {
       clientId,
-      webIdentity: { audience: client.webIdentityAudience, algorithm: client.webIdentitySigningAlgorithm ?? 'RS256' },
+      webIdentity: {
+        audience: client.webIdentityAudience,
+        algorithm: client.webIdentitySigningAlgorithm ?? defaultWebIdentitySigningAlgorithm,
+      },
     };
   }
   if (!usesKey) {

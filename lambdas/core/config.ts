@@ -87,6 +87,8 @@ export interface ClientConfig {
 /** The algorithms STS GetWebIdentityToken signs with. */
 export const webIdentitySigningAlgorithms = ['RS256', 'ES384'] as const;
 export type WebIdentitySigningAlgorithm = (typeof webIdentitySigningAlgorithms)[number];
+/** What STS signs with when a client names no `webIdentitySigningAlgorithm`. */
+export const defaultWebIdentitySigningAlgorithm: WebIdentitySigningAlgorithm = 'RS256';
 
 /** A public key as a JWKS lists it: RSA or EC, with its kid, and none of a private key's members. */
 export interface PublicJwk {

@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SingleFlight } from '../../lambdas/core/single-flight.js';
-
-const deferred = <T>() => {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
+import { deferred } from '../support/fakes.js';
 
 describe('SingleFlight', () => {
   it('runs the work once for concurrent callers of one key, and they all get its value', async () => {
