@@ -14,7 +14,9 @@ import type { BrokerMetric } from '../lambdas/core/ports.js';
  * default dimension `service` (the function's POWERTOOLS_SERVICE_NAME) on every metric. An alarm whose
  * dimensions differ watches a metric nobody writes, or another deployment's.
  */
-export const metricsNamespace = 'TokenBroker';
+export { metricsNamespace } from '../lambdas/contract.js';
+
+import { metricsNamespace } from '../lambdas/contract.js';
 
 /** Every metric name the function emits: the broker's counters, the audit's outcomes, and Powertools' own. */
 export type BrokerMetricName =

@@ -74,7 +74,9 @@ const serviceNamePattern = /^[A-Za-z0-9_.-]{1,128}$/;
  * The only resource; `{client}` is the registry's client name, which IAM grants match literally.
  * POST fetches the client's token, DELETE drops its cached tokens: two IAM resources, granted separately.
  */
-export const tokenPath = (clientName: string) => `/clients/${clientName}/token`;
+export { tokenPath } from '../lambdas/contract.js';
+
+import { tokenPath } from '../lambdas/contract.js';
 
 /*
  * Memory, chosen by measurement: the production bundle (1.1 MB), Node 22.23 on a 2-vCPU x86 machine, a fresh

@@ -370,7 +370,10 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
 }
 
 /** The longest audience or resource value the registry may list and a request may carry. */
-export const maxTargetLength = 1024;
+export { maxTargetLength } from '../contract.js';
+
+import { maxTargetLength } from '../contract.js';
+
 // Printable ASCII without space, '"' or '\\': never ambiguous inside the cache key (see cacheKeyOf).
 const targetCharacters = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 

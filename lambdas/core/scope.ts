@@ -3,8 +3,12 @@ import { BrokerError } from './errors.js';
 
 // RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
 /** The longest scope string a request may carry. */
-export const maxScopeLength = 1024;
+export { maxScopeLength } from '../contract.js';
+
+import { maxScopeLength } from '../contract.js';
+
 // An error names at most this much of what was refused: enough to see the mistake, never a wall of input.
 const maxEchoedScopes = 3;
 const maxEchoedLength = 200;

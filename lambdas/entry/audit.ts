@@ -1,4 +1,5 @@
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { maxScopeLength } from '../contract.js';
 import type { CacheOutcome, TokenResult } from '../core/broker.js';
 import { isClientName } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
@@ -24,7 +25,7 @@ export interface AuditContext {
 
 // An IAM or STS ARN (user, role, assumed-role session), as API Gateway puts in userArn.
 const callerPattern = /^arn:[A-Za-z0-9+=,.@_:/-]{1,1020}$/;
-const maxLoggedScopeLength = 1024;
+const maxLoggedScopeLength = maxScopeLength;
 const maxLoggedDescriptionLength = 512;
 
 /*

@@ -3,7 +3,8 @@ import { type ClientConfig, type ClientRegistry, isClientName } from '../core/co
 import type { BrokerLogger } from '../core/ports.js';
 
 /** The path a client's JWKS is published at, below the function URL. */
-export const jwksPathOf = (clientName: string) => `/clients/${clientName}/jwks.json`;
+export { jwksPath as jwksPathOf } from '../contract.js';
+
 const jwksPath = /^\/clients\/([^/]{1,64})\/jwks\.json$/;
 
 /**

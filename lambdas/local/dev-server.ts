@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { userInfo } from 'node:os';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyResult, Context } from 'aws-lambda';
+import { tokenPath } from '../contract.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { SealingKeySource, SecretSource } from '../core/ports.js';
 import { createBrokerFromEnvironment } from '../entry/compose.js';
@@ -324,13 +325,13 @@ const banner = [
   ...(environment === undefined
     ? [
         'WARNING: --no-auth: any local user or process, and any program one of them runs, can fetch tokens here',
-        ...(useAws ? [] : [`try: curl -X POST ${base}/clients/${example}/token`]),
+        ...(useAws ? [] : [`try: curl -X POST ${base}${tokenPath(example)}`]),
       ]
     : [
         'Requests must be SigV4-signed with this key pair, made for this start and shown only here. In the shell',
         'you call from, paste:',
         ...exportLines(environment).map((line) => `  ${line}`),
-        ...(useAws ? [] : [`try: curl ${signing}-X POST ${base}/clients/${example}/token`]),
+        ...(useAws ? [] : [`try: curl ${signing}-X POST ${base}${tokenPath(example)}`]),
       ]),
   'stop: Ctrl-C (or kill the npm process)',
 ];

@@ -22,6 +22,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware } from '@smithy/types';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
+import { metricsNamespace } from '../../lambdas/contract.js';
 import type { CacheOutcome, TokenBroker } from '../../lambdas/core/broker.js';
 import type { Clock, SecretSource } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
@@ -156,7 +157,7 @@ export interface Container {
 
 export function newContainer(options: ContainerOptions = {}): Container {
   const logger = new Logger({ serviceName });
-  const metrics = new Metrics({ serviceName, namespace: 'TokenBroker' });
+  const metrics = new Metrics({ serviceName, namespace: metricsNamespace });
   const tracer =
     options.sdk === undefined
       ? new Tracer({ serviceName, captureHTTPsRequests: false })

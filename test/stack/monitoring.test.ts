@@ -50,7 +50,8 @@ describe('the metrics the alarms read are the ones the function emits', () => {
     assert.equal(metricsNamespace, 'TokenBroker');
     assert.equal(serviceNameVariable, 'POWERTOOLS_SERVICE_NAME');
     assert.match(handler, /serviceName = process\.env\[serviceNameVariable\] \|\| defaultServiceName;/);
-    assert.match(handler, new RegExp(`new Metrics\\(\\{ serviceName, namespace: '${metricsNamespace}' \\}\\)`));
+    assert.match(handler, /new Metrics\(\{ serviceName, namespace: metricsNamespace \}\)/);
+    assert.match(handler, /import \{[^}]*\bmetricsNamespace\b[^}]*\} from '\.\.\/contract\.js';/);
   });
 
   it('the default deployment sets service=token-broker on its function, the dimension its alarms read', () => {

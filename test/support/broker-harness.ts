@@ -7,6 +7,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { partitionKey } from '../../lambdas/adapters/dynamodb-schema.js';
 import { KmsAssertionSigner, thumbprintOf } from '../../lambdas/adapters/kms-signer.js';
 import { PowertoolsBrokerMetrics } from '../../lambdas/adapters/observability.js';
+import { metricsNamespace, tokenPath } from '../../lambdas/contract.js';
 import { parseClientRegistryJson } from '../../lambdas/core/config.js';
 import type { Clock } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
@@ -265,7 +266,7 @@ export async function startBrokerHarness() {
   const clock = new ShiftedClock();
   const logger = new Logger({ serviceName: 'token-broker', logLevel: 'DEBUG' });
   /** A fresh container: its own memory, SDK clients and caches; the same table and servers. */
-  const metrics = new Metrics({ serviceName: 'token-broker', namespace: 'TokenBroker' });
+  const metrics = new Metrics({ serviceName: 'token-broker', namespace: metricsNamespace });
   const newContainer = () =>
     createHandler(
       createBrokerFromEnvironment(process.env, { logger, clock, metrics: new PowertoolsBrokerMetrics(metrics) }),
@@ -412,7 +413,7 @@ export type HttpAnswer = APIGatewayProxyResult & { json: Record<string, unknown>
 export function httpEvent(client: string, options: HttpOptions = {}): APIGatewayProxyEvent {
   return apiGatewayEvent({
     method: options.method ?? 'POST',
-    path: `/clients/${encodeURIComponent(client)}/token`,
+    path: tokenPath(encodeURIComponent(client)),
     headers: { 'content-type': 'application/json', ...options.headers },
     body: options.body ?? null,
     callerArn: options.caller === undefined ? callerArn : options.caller,

@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyResult } from 'aws-lambda';
+import { tokenPath } from '../../lambdas/contract.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
@@ -120,7 +121,7 @@ async function main(): Promise<void> {
       requestIndex.run(index, async (): Promise<ContainerRequestResult> => {
         const event = apiGatewayEvent({
           method: 'POST',
-          path: `/clients/${encodeURIComponent(client)}/token`,
+          path: tokenPath(encodeURIComponent(client)),
           headers: { 'content-type': 'application/json' },
           body: scope === undefined ? null : JSON.stringify({ scope }),
           callerArn: caller,
