@@ -1,3 +1,4 @@
+import type { CacheSlot } from './cache-slot.js';
 import {
   type ClientConfig,
   type ClientRegistry,
@@ -11,7 +12,7 @@ import { FleetCooldowns } from './fleet-cooldown.js';
 import { asksForFreshness, type Freshness, meetsFreshness, resolveFreshness } from './freshness.js';
 import { IssuanceGate } from './issuance-gate.js';
 import { type GoAhead, Leases } from './lease.js';
-import { type CacheSlot, MemoryTier } from './memory-tier.js';
+import { MemoryTier } from './memory-tier.js';
 import type {
   BrokerLogger,
   BrokerMetrics,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { CacheSlot } from './cache-slot.js';
 import { BrokerError } from './errors.js';
-import type { CacheSlot } from './memory-tier.js';
 import type { BrokerLogger, BrokerMetrics, CachedToken, Clock, TokenCache, TokenLease } from './ports.js';
 import type { TableFailureReport } from './shared-tier.js';
 

@@ -1,11 +1,5 @@
+import type { CacheSlot } from './cache-slot.js';
 import type { CachedToken, Clock } from './ports.js';
-
-/** One client's cache key: what the memory and shared tiers, the lease and the failure reports are keyed by. */
-export interface CacheSlot {
-  clientName: string;
-  /** cacheKeyOf(clientName, scopes, parameters). */
-  key: string;
-}
 
 /**
  * The tokens this container holds, per cache key: the first tier a request looks in, and the only one a warm

@@ -1,4 +1,4 @@
-import type { CacheSlot } from './memory-tier.js';
+import type { CacheSlot } from './cache-slot.js';
 import type {
   BrokerLogger,
   BrokerMetrics,
