@@ -1,4 +1,3 @@
-import type { ClientConfig } from './config.js';
 import { BrokerError } from './errors.js';
 
 // RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -23,11 +22,20 @@ export function normalizeScope(scope: string): string[] {
 }
 
 /**
+ * What scope resolution needs of a client's registry entry (config.ts's ClientConfig has it). Stated here, not
+ * imported, because config.ts checks its scopes with isScopeToken: the two modules must not import each other.
+ */
+export interface ScopedClient {
+  scopes: readonly string[];
+  defaultScope?: string | undefined;
+}
+
+/**
  * Resolves what a caller asked for into the scope set the broker will request: the client's default
  * when absent (every allowed scope when it has none, so that a request always names its scope and the
  * grant can be checked against it), otherwise a well-formed subset of the scopes the client is allowed.
  */
-export function resolveScope(clientName: string, client: ClientConfig, requested: string | undefined): string[] {
+export function resolveScope(clientName: string, client: ScopedClient, requested: string | undefined): string[] {
   if (requested === undefined) return normalizeScope(client.defaultScope ?? client.scopes.join(' '));
   if (requested.length > maxScopeLength) {
     throw new BrokerError('invalid_scope', `scope is longer than ${maxScopeLength} characters`);
