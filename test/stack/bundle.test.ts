@@ -160,7 +160,7 @@ describe('the synthesized function asset (real bundling)', () => {
     assert.ok(existsSync(bundle), `${bundle} exists`);
     const bytes = statSync(bundle).size;
     // ~1.1 MB minified with the AWS SDK and undici inside; far more would mean something unexpected got
-    // bundled (and a slower cold start: see the measurements in lib/token-broker.ts).
+    // bundled (and a slower cold start: see the measurements in lib/broker-function.ts).
     assert.ok(bytes > 50_000 && bytes < 2_000_000, `index.mjs is ${bytes} bytes`);
     assert.ok(existsSync(join(assetDir, 'index.mjs.map')), 'source map shipped');
   });
