@@ -17,8 +17,8 @@ import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import { apiGatewayContext } from '../support/lambda-context.js';
 import { type LocalParts, startLocalParts } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
+import { cdkJson, kmsKeys } from './support.js';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const handlerEntry = new URL('../../lambdas/entry/lambda-handler.ts', import.meta.url);
 
 interface BundleRun {
@@ -130,7 +130,7 @@ describe('the synthesized function asset (real bundling)', () => {
     const deployOnly = {
       allowedPrincipals: ['arn:aws:iam::111111111111:role/app'],
       adminPrincipals: ['arn:aws:iam::111111111111:role/ops'],
-      secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+      secretKmsKeyArn: kmsKeys.secret,
     };
     const clients = { ...registry, bwell: { ...cdkJson.context.tokenBroker.clients.bwell, ...deployOnly } };
     const tokenBroker = { ...cdkJson.context.tokenBroker, clients };
