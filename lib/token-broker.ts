@@ -40,6 +40,12 @@ export { defaultStageName, type ThrottleSettings, type TokenBrokerProps } from '
  * invalidation), a DynamoDB token cache, and per-client grants that IAM enforces natively:
  * `execute-api:Invoke` on a client's POST (fetch) or DELETE (invalidate) route over HTTP,
  * `lambda:InvokeFunction` on its token or admin alias. Alarms and a dashboard watch it.
+ *
+ * Each part has its own builder in lib/, which creates its constructs directly in this construct (or in a nested
+ * client stack) under the ids the deployed stacks already have: token-table.ts, broker-function.ts (with
+ * function-role.ts and handler-function.ts), audit-trail.ts, token-api.ts, client-stacks.ts, client-grants.ts,
+ * monitoring.ts, hosted-jwks.ts. Moving a construct under a new scope would change its logical id and replace
+ * the resource; test/stack/template-equality.test.ts holds the templates to that.
  */
 export class TokenBroker extends Construct {
   readonly clients: ClientRegistry;
