@@ -1,23 +1,21 @@
 import { Duration, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { type ICommandHooks, NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { ClientConfig, ClientRegistry } from '../lambdas/core/config.js';
 import { environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
 import { jwksPathOf, publishedKeyArnsOf, publishesJwks } from '../lambdas/entry/jwks.js';
-import { nodejsBundling, repoRoot } from './bundling.js';
-import { lambdaBundle } from './lambda-bundle.js';
+import { type BundledFile, type HandlerCode, handlerCodeOf, handlerFunction, jwksHandler } from './handler-function.js';
 
 export interface HostedJwksProps {
   readonly clients: ClientRegistry;
-  /** The command hooks that put the broker's registry file into a bundle, so both functions read one registry. */
-  readonly registryBundling: ICommandHooks;
-  /** The name of that file inside the bundle. */
-  readonly registryFileName: string;
+  /** The broker's registry file, which this function's bundle carries too, so both functions read one registry. */
+  readonly registryFile: BundledFile;
   readonly serviceName: string;
   readonly logRetention: logs.RetentionDays;
+  /** @default from source when the sources are there, else the package's pre-bundled handler */
+  readonly code?: HandlerCode;
 }
 
 /**
@@ -28,7 +26,7 @@ export interface HostedJwksProps {
  * from the internet. Its role reads KMS public keys and writes its logs, nothing else: no table, no secret.
  */
 export class HostedJwks extends Construct {
-  readonly fn: NodejsFunction;
+  readonly fn: lambda.Function;
   readonly url: lambda.FunctionUrl;
   readonly role: iam.Role;
 
@@ -58,13 +56,8 @@ export class HostedJwks extends Construct {
         resources: [logGroup.logGroupArn],
       }),
     );
-    this.fn = new NodejsFunction(this, 'Function', {
-      entry: `${repoRoot}${lambdaBundle.jwksEntry}`,
-      handler: 'handler',
-      projectRoot: repoRoot,
-      depsLockFilePath: `${repoRoot}package-lock.json`,
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+    this.fn = handlerFunction(this, 'Function', {
+      code: props.code ?? handlerCodeOf(jwksHandler),
       // Reads a file and, once per key and container, KMS: the least memory that imports the KMS client briskly.
       memorySize: 256,
       timeout: Duration.seconds(10),
@@ -72,10 +65,10 @@ export class HostedJwks extends Construct {
       logGroup,
       description: 'token-broker: public JWKS of the private_key_jwt clients',
       environment: {
-        [environmentVariables.clientsFile]: props.registryFileName,
+        [environmentVariables.clientsFile]: props.registryFile.name,
         [serviceNameVariable]: props.serviceName,
       },
-      bundling: nodejsBundling(props.registryBundling),
+      bundledFiles: [props.registryFile],
     });
     Validations.of(this.fn).acknowledge({
       id: 'AwsSolutions-L1',

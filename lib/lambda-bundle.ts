@@ -1,7 +1,7 @@
 import type { BuildOptions } from 'esbuild';
 
 /**
- * How the function's code is bundled. The stack (NodejsFunction, lib/token-broker.ts), the cold-start benchmark
+ * How the function's code is bundled. The stack (NodejsFunction, lib/handler-function.ts), the cold-start benchmark
  * (test/bench/phase-cold-start.ts) and the tests that bundle all read this module, so what they measure and test
  * is the asset that deploys. It imports nothing from aws-cdk-lib, so the benchmark loads it cheaply.
  */

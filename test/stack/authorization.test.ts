@@ -17,9 +17,11 @@ import {
   callerStatements,
   cdkJson,
   clientTemplate,
+  epicClient,
   identityGrantLines,
   invokePermissions,
   type Json,
+  kmsKeys,
   list,
   logicalIdOf,
   type Statement,
@@ -122,22 +124,10 @@ describe("the function role's permissions, exactly", () => {
   });
 
   it('a client signing with a KMS key: kms:Sign and kms:GetPublicKey on that key alone', () => {
-    const signingKeyArn = `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`;
-    const { template, stack } = synth({
-      clients: {
-        bwell,
-        epic: {
-          wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
-          secretName: 'token-broker/epic',
-          scopes: ['system/Patient.read'],
-          authMethod: 'private_key_jwt',
-          signingKeyArn,
-          signingAlgorithm: 'RS384',
-        },
-      },
-    });
+    // The client also publishes another key, which the function may not sign with.
+    const { template, stack } = synth({ clients: { bwell, epic: { ...epicClient, signingAlgorithm: 'RS384' } } });
     const kms = rolePermissions(template, stack).filter((line) => line.includes(' kms:'));
-    assert.deepEqual(kms, [`Allow kms:GetPublicKey "${signingKeyArn}"`, `Allow kms:Sign "${signingKeyArn}"`]);
+    assert.deepEqual(kms, [`Allow kms:GetPublicKey "${kmsKeys.signing}"`, `Allow kms:Sign "${kmsKeys.signing}"`]);
   });
 
   it('a secretless client: sts:GetWebIdentityToken for its audience and algorithm, five minutes at most', () => {

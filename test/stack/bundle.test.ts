@@ -17,8 +17,8 @@ import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import { apiGatewayContext } from '../support/lambda-context.js';
 import { type LocalParts, startLocalParts } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
+import { cdkJson, kmsKeys } from './support.js';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const handlerEntry = new URL('../../lambdas/entry/lambda-handler.ts', import.meta.url);
 
 interface BundleRun {
@@ -130,7 +130,7 @@ describe('the synthesized function asset (real bundling)', () => {
     const deployOnly = {
       allowedPrincipals: ['arn:aws:iam::111111111111:role/app'],
       adminPrincipals: ['arn:aws:iam::111111111111:role/ops'],
-      secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+      secretKmsKeyArn: kmsKeys.secret,
     };
     const clients = { ...registry, bwell: { ...cdkJson.context.tokenBroker.clients.bwell, ...deployOnly } };
     const tokenBroker = { ...cdkJson.context.tokenBroker, clients };
@@ -160,7 +160,7 @@ describe('the synthesized function asset (real bundling)', () => {
     assert.ok(existsSync(bundle), `${bundle} exists`);
     const bytes = statSync(bundle).size;
     // ~1.1 MB minified with the AWS SDK and undici inside; far more would mean something unexpected got
-    // bundled (and a slower cold start: see the measurements in lib/token-broker.ts).
+    // bundled (and a slower cold start: see the measurements in lib/broker-function.ts).
     assert.ok(bytes > 50_000 && bytes < 2_000_000, `index.mjs is ${bytes} bytes`);
     assert.ok(existsSync(join(assetDir, 'index.mjs.map')), 'source map shipped');
   });

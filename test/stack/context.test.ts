@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseClientRegistry } from '../../lambdas/core/config.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
-import { bwell, cdkJson, problemsOf, shipped } from './support.js';
+import { bwell, cdkJson, kmsKeys, problemsOf, shipped } from './support.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -75,7 +75,7 @@ describe('the tokenBroker context', () => {
 });
 
 describe('per-client deployment fields', () => {
-  const key = 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+  const key = kmsKeys.secret;
 
   it('carries allowedPrincipals and secretKmsKeyArn into the parsed registry', () => {
     const principals = [

@@ -2,18 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { account, bwell, list, type Statement, synth } from './support.js';
+import { bwell, epicClient, kmsKeys, list, type Statement, synth } from './support.js';
 
-const currentKey = `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`;
-const nextKey = `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-7777-8888-9999-000011112222`;
-const epic = {
-  wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
-  secretName: 'token-broker/epic',
-  scopes: ['system/Patient.read'],
-  authMethod: 'private_key_jwt',
-  signingKeyArn: currentKey,
-  jwksKeyArns: [nextKey],
-};
 const oracle = {
   wellKnownUrl: 'https://fhir.oracle.example/.well-known/smart-configuration',
   secretName: 'token-broker/oracle',
@@ -22,7 +12,7 @@ const oracle = {
   jwks: [{ kty: 'RSA', kid: 'oracle-2026', n: 'sXch', e: 'AQAB' }],
 };
 
-const published = () => synth({ clients: { bwell, epic, oracle } });
+const published = () => synth({ clients: { bwell, epic: epicClient, oracle } });
 
 /** The logical id of the JWKS function: the one whose environment names no token table. */
 function jwksFunction(template: ReturnType<typeof published>['template']) {
@@ -88,7 +78,10 @@ describe('the hosted JWKS', () => {
         (Array.isArray(s.Resource) ? s.Resource : [s.Resource]).map((r) => `${action} ${JSON.stringify(r)}`),
       ),
     );
-    assert.deepEqual(lines.slice(0, 2), [`kms:GetPublicKey "${currentKey}"`, `kms:GetPublicKey "${nextKey}"`]);
+    assert.deepEqual(lines.slice(0, 2), [
+      `kms:GetPublicKey "${kmsKeys.signing}"`,
+      `kms:GetPublicKey "${kmsKeys.published}"`,
+    ]);
     assert.deepEqual(
       lines.slice(2).map((line) => line.split(' ')[0]),
       ['logs:CreateLogStream', 'logs:PutLogEvents'],
@@ -104,9 +97,9 @@ describe('the hosted JWKS', () => {
     const sign = signing.filter((s) => list(s.Action).includes('kms:Sign'));
     assert.deepEqual(
       sign.map((s) => s.Resource),
-      [currentKey],
+      [kmsKeys.signing],
     );
-    assert.ok(policies.includes(nextKey), 'the next key is granted somewhere (the JWKS role)');
+    assert.ok(policies.includes(kmsKeys.published), 'the next key is granted somewhere (the JWKS role)');
   });
 
   it('names each client URL below the function URL', () => {

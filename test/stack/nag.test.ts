@@ -8,13 +8,7 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { parseTokenBrokerContext } from '../../lib/context.js';
-import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
-
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
-const shipped = cdkJson.context.tokenBroker;
-const bwell = shipped.clients.bwell;
-const account = '111111111111';
+import { account, bwell, entraClient, epicClient, kmsKeys, shipped, synth } from './support.js';
 
 const variants: Record<string, unknown> = {
   'the shipped configuration': shipped,
@@ -28,7 +22,7 @@ const variants: Record<string, unknown> = {
         ...bwell,
         allowedPrincipals: [`arn:aws:iam::${account}:role/app`],
         adminPrincipals: [`arn:aws:iam::${account}:role/ops`],
-        secretKmsKeyArn: `arn:aws:kms:us-east-1:${account}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,
+        secretKmsKeyArn: kmsKeys.secret,
       },
       'bwell-write': { ...bwell, secretName: `arn:aws:secretsmanager:us-east-1:${account}:secret:bwell/write-AbCdEf` },
     },
@@ -37,38 +31,16 @@ const variants: Record<string, unknown> = {
   'a secretless client': {
     clients: {
       bwell,
-      entra: {
-        wellKnownUrl: 'https://login.microsoftonline.com/tenant/v2.0/.well-known/openid-configuration',
-        secretName: 'token-broker/entra',
-        scopes: ['api://fhir/.default'],
-        authMethod: 'private_key_jwt',
-        webIdentityAudience: 'api://AzureADTokenExchange',
-      },
+      entra: entraClient,
     },
   },
   'a hosted JWKS': {
     clients: {
       bwell,
-      epic: {
-        wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
-        secretName: 'token-broker/epic',
-        scopes: ['system/Patient.read'],
-        authMethod: 'private_key_jwt',
-        signingKeyArn: `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`,
-        jwksKeyArns: [`arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-7777-8888-9999-000011112222`],
-      },
+      epic: epicClient,
     },
   },
 };
-
-function build(tokenBroker: unknown) {
-  const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [], tokenBroker } });
-  const stack = new TokenBrokerStack(app, 'TokenBroker', {
-    config: parseTokenBrokerContext(tokenBroker),
-    env: { account, region: 'us-east-1' },
-  });
-  return { app, stack };
-}
 
 /** Runs `fn` with the validation report CDK prints to the console muted (the test reads the file instead). */
 function quietly<T>(fn: () => T): T {
@@ -101,7 +73,7 @@ function acknowledgements(root: IConstruct): Map<string, string> {
 describe('cdk-nag AwsSolutions', () => {
   for (const [name, tokenBroker] of Object.entries(variants)) {
     it(`reports nothing for ${name}`, () => {
-      const { app, stack } = build(tokenBroker);
+      const { app, stack } = synth(tokenBroker);
       const report = new AwsSolutionsChecks(app).validateScope(app);
       assert.deepEqual(
         report.violations.map((v) => `${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(', ')}`),
@@ -116,7 +88,7 @@ describe('cdk-nag AwsSolutions', () => {
   }
 
   it('acknowledges exactly these rules, each with a written reason', () => {
-    const { app } = build(shipped);
+    const { app } = synth(shipped);
     const acknowledged = acknowledgements(app);
     assert.deepEqual(
       [...acknowledged.keys()].sort(),
@@ -170,7 +142,7 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   it('passes the synth when registered as a validation plugin on the broker app', () => {
-    const { app } = build(variants['principals, admins and a customer key']);
+    const { app } = synth(variants['principals, admins and a customer key']);
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     assert.doesNotThrow(() => app.synth());
   });

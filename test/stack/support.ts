@@ -14,6 +14,35 @@ export const bwell = shipped.clients.bwell;
 export const account = '111111111111';
 export const env = { account, region: 'us-east-1' };
 
+/** The KMS keys of the deploying account that the client fixtures name. */
+export const kmsKeys = {
+  /** A customer managed key a client secret is encrypted under (`secretKmsKeyArn`). */
+  secret: `arn:aws:kms:us-east-1:${account}:key/1234abcd-12ab-34cd-56ef-1234567890ab`,
+  /** The key a private_key_jwt client signs its assertions with (`signingKeyArn`). */
+  signing: `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-1111-2222-3333-444455556666`,
+  /** A key only published in the client's JWKS (`jwksKeyArns`): the next one, before a rotation. */
+  published: `arn:aws:kms:us-east-1:${account}:key/0f0e0d0c-7777-8888-9999-000011112222`,
+} as const;
+
+/** An Epic-style private_key_jwt client: signs with one KMS key and publishes another, so a hosted JWKS exists. */
+export const epicClient = {
+  wellKnownUrl: 'https://fhir.epic.example/.well-known/smart-configuration',
+  secretName: 'token-broker/epic',
+  scopes: ['system/Patient.read'],
+  authMethod: 'private_key_jwt',
+  signingKeyArn: kmsKeys.signing,
+  jwksKeyArns: [kmsKeys.published],
+};
+
+/** A secretless client: its assertion is a web-identity token STS signs, which Entra accepts by federation. */
+export const entraClient = {
+  wellKnownUrl: 'https://login.microsoftonline.com/tenant/v2.0/.well-known/openid-configuration',
+  secretName: 'token-broker/entra',
+  scopes: ['api://fhir/.default'],
+  authMethod: 'private_key_jwt',
+  webIdentityAudience: 'api://AzureADTokenExchange',
+};
+
 /** The message of the ConfigError a tokenBroker context fails with; fails the test when it passes. */
 export function problemsOf(raw: unknown): string {
   try {

@@ -10,7 +10,7 @@ import { tokenRequestFields } from '../../lambdas/entry/token-fields.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { registryFileName, runtimeRegistryOf } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
-import { aliasesOf } from './support.js';
+import { aliasesOf, kmsKeys } from './support.js';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const shippedContext = cdkJson.context.tokenBroker;
@@ -115,7 +115,7 @@ describe('the function', () => {
         ...shippedContext.clients.bwell,
         allowedPrincipals: ['arn:aws:iam::111111111111:role/caller'],
         adminPrincipals: ['arn:aws:iam::111111111111:role/ops'],
-        secretKmsKeyArn: 'arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+        secretKmsKeyArn: kmsKeys.secret,
       },
     };
     const { template: t, stack } = synth({ clients, refreshWindowSeconds: 120 });
