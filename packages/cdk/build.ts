@@ -39,6 +39,8 @@ await build({
   format: 'esm',
   target: lambdaBundle.target,
   packages: 'bundle',
+  // ESM first: jsonc-parser's UMD main requires its modules by computed paths, which esbuild cannot follow.
+  mainFields: [...lambdaBundle.mainFields],
   external: ['aws-cdk-lib', 'aws-cdk-lib/*', 'constructs'],
   banner: { js: esmRequireBanner },
   logLevel: 'warning',

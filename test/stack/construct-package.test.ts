@@ -36,7 +36,6 @@ interface Manifest {
 interface CfnResource {
   Type: string;
   Properties?: Record<string, unknown>;
-  Metadata?: Record<string, unknown>;
 }
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
@@ -134,7 +133,16 @@ describe('@token-broker/cdk: packed and used by an app of its own', () => {
     );
     assert.ok(functions.length >= 1, 'no function with handler index.handler');
     for (const fn of functions) assert.equal(fn.Properties?.Runtime, 'nodejs22.x');
-    const assetDirs = functions.map((fn) => String(fn.Metadata?.['aws:asset:path']));
+    // The function's S3Key names its asset; the assets manifest says which directory of the assembly holds it.
+    const assets = readJson<{ files: Record<string, { source: { path: string } }> }>(
+      join(outDir, 'Platform.assets.json'),
+    );
+    const assetDirs = functions.map((fn) => {
+      const code = fn.Properties?.Code as { S3Key?: string } | undefined;
+      const asset = assets.files[String(code?.S3Key).replace(/\.zip$/, '')];
+      assert.ok(asset !== undefined, `no asset for ${String(code?.S3Key)}`);
+      return asset.source.path;
+    });
     const withRegistry = assetDirs.filter((dir) => existsSync(join(outDir, dir, 'clients.json')));
     assert.equal(withRegistry.length, 1, `one asset holds clients.json: ${assetDirs.join(', ')}`);
     const [brokerAsset] = withRegistry;
