@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { runtimeSettings } from '../contract.js';
 import {
   type ClientConfig,
   type ClientRegistry,
@@ -33,14 +34,15 @@ import { noMetrics, silentLogger, systemClock } from './ports.js';
 import { normalizeScope, resolveScope, scopesOutside } from './scope.js';
 import { deriveSealingKey, type SealingKey, seal, sealFormat, secretMaterialOf, unseal } from './sealing.js';
 import { SingleFlight } from './single-flight.js';
-import { cacheKeyOf, resolveParameters, type TokenParameters } from './token-parameters.js';
+import { cacheKeyOf, cacheKeyPrefixOf, resolveParameters, type TokenParameters } from './token-parameters.js';
 
-export const defaultRefreshWindowSeconds = 60;
+// The runtime settings' defaults are the contract's table's.
+export const defaultRefreshWindowSeconds = runtimeSettings.refreshWindowSeconds.default;
 export const defaultRefreshAheadFraction = 0.2;
-export const defaultRefreshAheadMaxSeconds = 300;
+export const defaultRefreshAheadMaxSeconds = runtimeSettings.refreshAheadMaxSeconds.default;
 export const defaultRevocationCheckSeconds = 30;
 /** One upstream exchange (discovery, token request, retries, the invalid_client retry) must end within this. */
-export const defaultUpstreamBudgetMs = 5_000;
+export const defaultUpstreamBudgetMs = runtimeSettings.upstreamBudgetMs.default;
 /** A lease outlasts its holder's upstream deadline by this much: time to store the token and release the lease. */
 export const leaseMarginMs = 2_000;
 /** The function's timeout as the stack sets it (lib/token-broker.ts). */
@@ -397,7 +399,7 @@ export class TokenBroker {
 
   private dropRevoked(clientName: string, revokedAt: number): void {
     for (const [key, token] of this.memory) {
-      if (key.startsWith(`${clientName}#`) && token.issuedAt <= revokedAt) this.memory.delete(key);
+      if (key.startsWith(cacheKeyPrefixOf(clientName)) && token.issuedAt <= revokedAt) this.memory.delete(key);
     }
   }
 
