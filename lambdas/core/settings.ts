@@ -358,6 +358,16 @@ export function runtimeSettingsOfEnvironment(
   return values;
 }
 
+/** The runtime settings `settings` gives, and only those: what the stack hands on to the construct's props. */
+export function runtimeSettingValuesOf(settings: RuntimeSettingValues): RuntimeSettingValues {
+  const values: RuntimeSettingValues = {};
+  for (const name of runtimeSettingNames) {
+    const value = settings[name];
+    if (value !== undefined) values[name] = value;
+  }
+  return values;
+}
+
 /**
  * The function's environment for the settings it reads at cold start: each runtime setting given, under its
  * variable as `runtimeSettingsOfEnvironment` reads it, and the approved token endpoint hosts, comma-separated.

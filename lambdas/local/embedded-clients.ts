@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { environmentVariables } from '../contract.js';
 import { type ClientConfig, ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { ClientCredentials } from '../core/ports.js';
 import {
@@ -13,7 +14,6 @@ import {
   parseTokenBrokerSettings,
   type TokenBrokerSettings,
 } from '../core/settings.js';
-import { environmentVariables } from '../entry/environment.js';
 import type { LocalOidcClient } from './oidc-server.js';
 
 /** The quick start's client; the registry's own `demo`, if it declares one, takes its place. */
