@@ -54,6 +54,12 @@ export const maxRequestBodyBytes = 4096;
  */
 export const maxLifetimeSeconds = 31 * 24 * 3600;
 
+/**
+ * The function's timeout as the stack sets it: a request that waits out a lease and then spends its whole
+ * upstream budget must end within it (core/broker.ts's checkTimeBudget).
+ */
+export const functionTimeoutMs = 15_000;
+
 // ---- Error codes --------------------------------------------------------------------------------------------
 
 /**

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { runtimeSettings } from '../contract.js';
+import { functionTimeoutMs, runtimeSettings } from '../contract.js';
 import {
   type ClientConfig,
   type ClientRegistry,
@@ -45,8 +45,8 @@ export const defaultRevocationCheckSeconds = 30;
 export const defaultUpstreamBudgetMs = runtimeSettings.upstreamBudgetMs.default;
 /** A lease outlasts its holder's upstream deadline by this much: time to store the token and release the lease. */
 export const leaseMarginMs = 2_000;
-/** The function's timeout as the stack sets it (lib/token-broker.ts). */
-export const functionTimeoutMs = 15_000;
+// The function's timeout is the contract's: the stack sets it from there.
+export { functionTimeoutMs } from '../contract.js';
 /** What a request spends besides waiting on a lease and on the provider: the secret and the table, before and after. */
 export const requestOverheadMs = 2_000;
 const leasePollMs = 100;

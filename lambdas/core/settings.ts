@@ -5,12 +5,13 @@
  */
 import {
   environmentVariables,
+  functionTimeoutMs,
   type RuntimeSettingName,
   type RuntimeSettingValues,
   runtimeSettingNames,
   runtimeSettings,
 } from '../contract.js';
-import { checkTimeBudget, functionTimeoutMs } from './broker.js';
+import { checkTimeBudget } from './broker.js';
 import {
   arnsOfRegistry,
   type ClientRegistry,

@@ -231,6 +231,7 @@ describe('the contract is the only place its facts are written', () => {
     },
     { fact: 'a length limit of 1,024', pattern: /(?<!\* )\b1_?024\b/ },
     { fact: 'the 31-day lifetime limit', pattern: /31 \* 24 \* 3600|2_?678_?400/ },
+    { fact: "the function's timeout", pattern: /\b15_?000\b/ },
     // The default stack name and the stack's construct id are also TokenBroker, and no namespace.
     { fact: 'the metrics namespace', pattern: /'TokenBroker'/, allowed: ['lib/token-broker-stack.ts'] },
     { fact: 'an environment variable of the function', pattern: /['"`]TOKEN_BROKER_(?!LOCAL_|URL|FUNCTION)/ },
