@@ -7,7 +7,6 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { issuanceBudgetWarnPercent } from '../lambdas/core/issuance-budget.js';
-import type { BrokerMetric } from '../lambdas/core/ports.js';
 
 /**
  * What the function's Powertools Metrics emit (`lambdas/entry/lambda-handler.ts`): this namespace, and the
@@ -16,21 +15,10 @@ import type { BrokerMetric } from '../lambdas/core/ports.js';
  */
 export { metricsNamespace } from '../lambdas/contract.js';
 
-import { metricsNamespace } from '../lambdas/contract.js';
+import { type MetricName, metricsNamespace } from '../lambdas/contract.js';
 
 /** Every metric name the function emits: the broker's counters, the audit's outcomes, and Powertools' own. */
-export type BrokerMetricName =
-  | BrokerMetric
-  | 'MemoryHits'
-  | 'TableHits'
-  | 'TokensFetched'
-  | 'TokensRefreshed'
-  | 'StaleTokensServed'
-  | 'Invalidations'
-  | 'UpstreamLatency'
-  | 'ColdStart'
-  | 'IssuanceBudgetUsed'
-  | 'Errors';
+export type BrokerMetricName = MetricName;
 
 /** All alarms are judged over one period of this length. */
 export const alarmPeriod = Duration.minutes(5);

@@ -9,6 +9,7 @@ import {
   ScanCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { cacheKeyPrefixOf } from '../contract.js';
 import { type Cooldown, type CooldownReason, cooldownMemorySeconds, firstCooldownSeconds } from '../core/cooldown.js';
 import type { PutOutcome, StoredToken, TokenCache, TokenLease } from '../core/ports.js';
 import { partitionKey, ttlAttribute } from './dynamodb-schema.js';
@@ -181,7 +182,7 @@ export class DynamoDbTokenCache implements TokenCache {
           ProjectionExpression: '#key',
           FilterExpression: 'begins_with(#key, :prefix)',
           ExpressionAttributeNames: { '#key': partitionKey },
-          ExpressionAttributeValues: { ':prefix': { S: `${clientName}#` } },
+          ExpressionAttributeValues: { ':prefix': { S: cacheKeyPrefixOf(clientName) } },
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
         }),

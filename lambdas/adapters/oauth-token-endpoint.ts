@@ -1,5 +1,6 @@
 import { createHash, randomUUID, webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
+import { maxLifetimeSeconds } from '../contract.js';
 import {
   type ClientConfig,
   discoveryLocation,
@@ -36,8 +37,11 @@ import {
 import type { StsWebIdentityAssertions } from './sts-web-identity.js';
 
 export const defaultDiscoveryMaxAgeMs = 60 * 60_000;
-/** Longer than any access token a sane server issues for client credentials; anything above is nonsense. */
-export const maxExpiresInSeconds = 31 * 24 * 3600;
+/**
+ * Longer than any access token a sane server issues for client credentials; anything above is nonsense. The
+ * contract's lifetime limit, which also bounds every lifetime setting.
+ */
+export const maxExpiresInSeconds = maxLifetimeSeconds;
 
 export interface OAuthTokenEndpointOptions {
   clock: Clock;

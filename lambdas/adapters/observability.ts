@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
+import type { MetricName } from '../contract.js';
 import type { BrokerMetric, BrokerMetrics } from '../core/ports.js';
 
 /** The broker's counters as CloudWatch EMF metrics, flushed once per invocation by the logMetrics middleware. */
@@ -12,12 +13,12 @@ export class PowertoolsBrokerMetrics implements BrokerMetrics {
   }
 
   upstreamLatency(ms: number): void {
-    this.metrics.addMetric('UpstreamLatency', MetricUnit.Milliseconds, ms);
+    this.metrics.addMetric('UpstreamLatency' satisfies MetricName, MetricUnit.Milliseconds, ms);
   }
 
   /** One metric for every client (no client dimension): the alarm on its Maximum fires for whichever nears its ceiling. */
   issuanceBudgetUsed(percent: number): void {
-    this.metrics.addMetric('IssuanceBudgetUsed', MetricUnit.Percent, percent);
+    this.metrics.addMetric('IssuanceBudgetUsed' satisfies MetricName, MetricUnit.Percent, percent);
   }
 }
 

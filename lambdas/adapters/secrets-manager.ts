@@ -1,4 +1,5 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { runtimeSettings } from '../contract.js';
 import { type ClientConfig, defaultWebIdentitySigningAlgorithm } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
 import { BrokerError } from '../core/errors.js';
@@ -16,7 +17,8 @@ import {
 import { minSealingKeyBytes } from '../core/sealing.js';
 import { SingleFlight } from '../core/single-flight.js';
 
-export const defaultSecretMaxAgeMs = 5 * 60_000;
+/** How long a secret is reused when the deployment sets no secretMaxAgeSeconds (the contract's default). */
+export const defaultSecretMaxAgeMs = runtimeSettings.secretMaxAgeSeconds.default * 1000;
 
 interface Remembered {
   credentials: ClientCredentials;

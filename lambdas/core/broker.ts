@@ -1,3 +1,4 @@
+import { functionTimeoutMs, runtimeSettings } from '../contract.js';
 import type { CacheSlot } from './cache-slot.js';
 import {
   type ClientConfig,
@@ -32,16 +33,17 @@ import { SingleFlight } from './single-flight.js';
 import { type ExchangeTarget, TokenExchange } from './token-exchange.js';
 import { cacheKeyOf, resolveParameters, type TokenParameters } from './token-parameters.js';
 
-export const defaultRefreshWindowSeconds = 60;
+// The runtime settings' defaults are the contract's table's.
+export const defaultRefreshWindowSeconds = runtimeSettings.refreshWindowSeconds.default;
 export const defaultRefreshAheadFraction = 0.2;
-export const defaultRefreshAheadMaxSeconds = 300;
+export const defaultRefreshAheadMaxSeconds = runtimeSettings.refreshAheadMaxSeconds.default;
 export const defaultRevocationCheckSeconds = 30;
 /** One upstream exchange (discovery, token request, retries, the invalid_client retry) must end within this. */
-export const defaultUpstreamBudgetMs = 5_000;
+export const defaultUpstreamBudgetMs = runtimeSettings.upstreamBudgetMs.default;
 /** A lease outlasts its holder's upstream deadline by this much: time to store the token and release the lease. */
 export const leaseMarginMs = 2_000;
-/** The function's timeout as the stack sets it (lib/token-broker.ts). */
-export const functionTimeoutMs = 15_000;
+// The function's timeout is the contract's: the stack sets it from there.
+export { functionTimeoutMs } from '../contract.js';
 /** What a request spends besides waiting on a lease and on the provider: the secret and the table, before and after. */
 export const requestOverheadMs = 2_000;
 const leasePollMs = 100;

@@ -1,4 +1,11 @@
 import { visit } from 'jsonc-parser';
+import {
+  maxLifetimeSeconds,
+  maxTargetLength,
+  type RuntimeSettingName,
+  runtimeSettings,
+  type WholeNumberBounds,
+} from '../contract.js';
 import { checkHostPatterns } from './endpoint-hosts.js';
 import { maxTokenRequestsPerHourLimit } from './issuance-budget.js';
 import { type AssertionAlgorithm, assertionAlgorithms } from './ports.js';
@@ -187,30 +194,14 @@ export interface ConfigOptions {
   source?: string;
 }
 
-/**
- * The longest a token may live and the longest any lifetime setting may be: 31 days. A longer `expires_in` is
- * refused as implausible, so a longer default or window could only ever describe a token the broker refuses.
- */
-export const maxLifetimeSeconds = 31 * 24 * 3600;
-
-export interface WholeNumberBounds {
-  minimum: number;
-  maximum: number;
-  unit: 'seconds' | 'milliseconds' | 'requests';
-}
+// The lifetime limit and the runtime settings' bounds are the contract's; they are checked here.
+export { maxLifetimeSeconds, type WholeNumberBounds } from '../contract.js';
 
 /**
- * The bounds of the broker's runtime settings, which the construct, the CDK app, the local server and the
- * function's cold start all check with `wholeNumberProblem`. A refresh window of 0 would hand out tokens with
- * no lifetime left (`expires_in: 0`).
+ * The bounds of the broker's runtime settings (the contract's table), which the construct, the CDK app, the
+ * local server and the function's cold start all check with `wholeNumberProblem`.
  */
-export const runtimeSettingBounds = {
-  refreshWindowSeconds: { minimum: 1, maximum: maxLifetimeSeconds, unit: 'seconds' },
-  refreshAheadMaxSeconds: { minimum: 0, maximum: maxLifetimeSeconds, unit: 'seconds' },
-  secretMaxAgeSeconds: { minimum: 0, maximum: maxLifetimeSeconds, unit: 'seconds' },
-  // The function's timeout bounds it further (checkTimeBudget).
-  upstreamBudgetMs: { minimum: 1, maximum: 60_000, unit: 'milliseconds' },
-} as const satisfies Record<string, WholeNumberBounds>;
+export const runtimeSettingBounds: { readonly [Name in RuntimeSettingName]: WholeNumberBounds } = runtimeSettings;
 
 /** Why a value is not a whole number within its bounds, or undefined when it is. NaN, 1.5 and "60" are not. */
 export function wholeNumberProblem(value: unknown, bounds: WholeNumberBounds): string | undefined {
@@ -371,8 +362,6 @@ function checkPrincipals(principals: unknown, field: string, at: (field: string)
 
 /** The longest audience or resource value the registry may list and a request may carry. */
 export { maxTargetLength } from '../contract.js';
-
-import { maxTargetLength } from '../contract.js';
 
 // Printable ASCII without space, '"' or '\\': never ambiguous inside the cache key (see cacheKeyOf).
 const targetCharacters = /^[\x21\x23-\x5B\x5D-\x7E]+$/;

@@ -3,22 +3,10 @@
  * code; its HTTP status follows from the code, so the entry points never decide it themselves.
  * Descriptions are written by the broker and never carry a secret, a token or an upstream body.
  */
-export const errorStatus = {
-  invalid_request: 400,
-  invalid_scope: 400,
-  // RFC 8707 section 2: an audience or resource the client is not allowed.
-  invalid_target: 400,
-  access_denied: 403,
-  unknown_client: 404,
-  not_found: 404,
-  method_not_allowed: 405,
-  server_error: 500,
-  upstream_error: 502,
-  unavailable: 503,
-  upstream_timeout: 504,
-} as const;
+// The codes and their statuses are the contract's: callers, tests and the local server read them there too.
+export { type ErrorCode, errorStatus } from '../contract.js';
 
-export type ErrorCode = keyof typeof errorStatus;
+import { type ErrorCode, errorStatus } from '../contract.js';
 
 export interface OAuthErrorBody {
   error: ErrorCode;

@@ -1,4 +1,5 @@
 import type { JsonWebKey } from 'node:crypto';
+import type { CounterMetricName } from '../contract.js';
 import type { ClientConfig, WebIdentitySigningAlgorithm } from './config.js';
 import type { Cooldown } from './cooldown.js';
 
@@ -193,25 +194,8 @@ export const silentLogger: BrokerLogger = {
   error() {},
 };
 
-export type BrokerMetric =
-  | 'TokenEndpointCalls'
-  | 'TokenEndpointFailures'
-  | 'SharedCacheErrors'
-  | 'LeaseWaits'
-  | 'StaleServed'
-  | 'SecretReloads'
-  /** The provider refused the current secret and took the pending or previous one of a rotation. */
-  | 'SecretFallbacks'
-  /** A caller's forceRefresh made the broker call the token endpoint (at most once per key per interval). */
-  | 'ForcedRefreshes'
-  /** The token endpoint failed in a way that stops every container calling it for a while (cooldown.ts). */
-  | 'Cooldowns'
-  /** A renewal not attempted because the client's cooldown stood: served the current token, or a 503. */
-  | 'CooldownSkips'
-  /** A token-endpoint call refused because the client made its maxTokenRequestsPerHour this hour. */
-  | 'IssuanceBudgetExhausted'
-  /** A token endpoint on a host not approved for the client: nothing was sent to it. */
-  | 'TokenEndpointRefused';
+/** The counters the broker raises: the contract's metrics emitted by the core (each described there). */
+export type BrokerMetric = CounterMetricName;
 
 /** Counters the broker raises (EMF metrics through Powertools in production). */
 export interface BrokerMetrics {

@@ -3,7 +3,15 @@
  * `TokenBroker` construct, `npm start` and the function's cold start all validate with the code here and in
  * config.ts, so a value one of them refuses, every one refuses, with the same message.
  */
-import { checkTimeBudget, functionTimeoutMs } from './broker.js';
+import {
+  environmentVariables,
+  functionTimeoutMs,
+  type RuntimeSettingName,
+  type RuntimeSettingValues,
+  runtimeSettingNames,
+  runtimeSettings,
+} from '../contract.js';
+import { checkTimeBudget } from './broker.js';
 import {
   arnsOfRegistry,
   type ClientRegistry,
@@ -16,7 +24,6 @@ import {
   principalArnPattern,
   registryOf,
   repeatedKeyProblems,
-  runtimeSettingBounds,
   wholeNumberProblem,
 } from './config.js';
 import { checkHostPatterns } from './endpoint-hosts.js';
@@ -24,8 +31,11 @@ import { checkHostPatterns } from './endpoint-hosts.js';
 /** The key under which `cdk.json` (or `cdk synth -c`) carries the broker's deployment settings. */
 export const contextKey = 'tokenBroker';
 
-/** The validated `tokenBroker` settings: what the app hands to the stack and the local server runs on. */
-export interface TokenBrokerSettings {
+/**
+ * The validated `tokenBroker` settings: what the app hands to the stack and the local server runs on. The
+ * runtime settings (refreshWindowSeconds, upstreamBudgetMs, ...) are the contract's table, described there.
+ */
+export interface TokenBrokerSettings extends RuntimeSettingValues {
   clients: ClientRegistry;
   /** 12-digit account ids whose principals may call the API; without it (and without an org), the deploying account. */
   allowedAccounts?: string[];
@@ -33,8 +43,6 @@ export interface TokenBrokerSettings {
   allowedOrgId?: string;
   /** Interface VPC endpoint ids (execute-api): the API becomes PRIVATE and admits only these endpoints. */
   vpcEndpointIds?: string[];
-  /** Overrides the broker's refresh window (seconds before expiry at which a cached token is renewed). */
-  refreshWindowSeconds?: number;
   /** A standard SNS topic, in the stack's region, that gets every alarm's ALARM and OK notifications. */
   alarmTopicArn?: string;
   /** The CloudFormation stack name; distinct names let several deployments share an account. @default TokenBroker */
@@ -43,12 +51,6 @@ export interface TokenBrokerSettings {
   stage?: string;
   /** Stage throttling across all clients. @default 50 requests/s, burst 100 */
   throttle?: { rateLimit: number; burstLimit: number };
-  /** Time for one whole token exchange (discovery, token request, retries), in milliseconds. @default 5000 */
-  upstreamBudgetMs?: number;
-  /** Renewal starts a fifth of a token's lifetime before expiry, at most this many seconds. @default 300 */
-  refreshAheadMaxSeconds?: number;
-  /** How long the function reuses a client secret before reading it again. @default 300 */
-  secretMaxAgeSeconds?: number;
   /** Roles or users of the deploying account that may invalidate every client's cached tokens, present and future. */
   adminPrincipals?: string[];
   /** A CloudTrail trail of the function's Invoke events, the record of who invoked it directly. @default true */
@@ -65,24 +67,21 @@ export interface TokenBrokerSettings {
   tokenEndpointHosts?: string[];
 }
 
-/** Every field `tokenBroker` may have, in the order its problems are reported. */
+/** Every field `tokenBroker` may have: the deployment's own, then the runtime settings of the contract's table. */
 export const settingNames = [
   'clients',
   'allowedAccounts',
   'allowedOrgId',
   'vpcEndpointIds',
-  'refreshWindowSeconds',
   'alarmTopicArn',
   'stackName',
   'stage',
   'throttle',
-  'upstreamBudgetMs',
-  'refreshAheadMaxSeconds',
-  'secretMaxAgeSeconds',
   'adminPrincipals',
   'auditTrail',
   'legacyRootAliases',
   'tokenEndpointHosts',
+  ...runtimeSettingNames,
 ] as const;
 export type SettingName = (typeof settingNames)[number];
 const knownFields = new Set<string>(settingNames);
@@ -176,15 +175,7 @@ function deploymentSettingsOf(
   const stackName = namedBy(raw, 'stackName', stackNamePattern, 'a CloudFormation stack name', problems);
   const stage = namedBy(raw, 'stage', stageNamePattern, 'an API Gateway stage name', problems);
   const throttle = throttleOf(raw.throttle, problems);
-  const refreshWindowSeconds = boundedOf(raw, 'refreshWindowSeconds', problems);
-  const upstreamBudgetMs = boundedOf(raw, 'upstreamBudgetMs', problems);
-  if (upstreamBudgetMs !== undefined) {
-    // A waiter may wait out a lease and then spend the whole budget itself: both must fit the function's timeout.
-    const problem = checkTimeBudget({ upstreamBudgetMs, functionTimeoutMs });
-    if (problem !== undefined) problems.push(`${contextKey}.upstreamBudgetMs: ${problem}`);
-  }
-  const refreshAheadMaxSeconds = boundedOf(raw, 'refreshAheadMaxSeconds', problems);
-  const secretMaxAgeSeconds = boundedOf(raw, 'secretMaxAgeSeconds', problems);
+  const runtime = runtimeSettingsOf(raw, problems);
   const adminPrincipals = stringList(raw, 'adminPrincipals', principalArnPattern, 'an IAM principal ARN', problems);
   const legacyRootAliases = stringList(raw, 'legacyRootAliases', clientNamePattern, 'a client name', problems);
   const auditTrail = raw.auditTrail;
@@ -227,14 +218,11 @@ function deploymentSettingsOf(
     ...(allowedAccounts === undefined ? {} : { allowedAccounts }),
     ...(allowedOrgId === undefined ? {} : { allowedOrgId }),
     ...(vpcEndpointIds === undefined ? {} : { vpcEndpointIds }),
-    ...(refreshWindowSeconds === undefined ? {} : { refreshWindowSeconds }),
     ...(typeof alarmTopicArn === 'string' ? { alarmTopicArn } : {}),
     ...(stackName === undefined ? {} : { stackName }),
     ...(stage === undefined ? {} : { stage }),
     ...(throttle === undefined ? {} : { throttle }),
-    ...(upstreamBudgetMs === undefined ? {} : { upstreamBudgetMs }),
-    ...(refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds }),
-    ...(secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds }),
+    ...runtime,
     ...(adminPrincipals === undefined ? {} : { adminPrincipals }),
     ...(typeof auditTrail === 'boolean' ? { auditTrail } : {}),
     ...(legacyRootAliases === undefined ? {} : { legacyRootAliases }),
@@ -295,19 +283,6 @@ function namedBy(
   return undefined;
 }
 
-function boundedOf(
-  raw: Record<string, unknown>,
-  field: keyof typeof runtimeSettingBounds,
-  problems: string[],
-): number | undefined {
-  const value = raw[field];
-  if (value === undefined) return undefined;
-  const problem = wholeNumberProblem(value, runtimeSettingBounds[field]);
-  if (problem === undefined) return value as number;
-  problems.push(`${contextKey}.${field}: ${problem}`);
-  return undefined;
-}
-
 function throttleOf(value: unknown, problems: string[]): TokenBrokerSettings['throttle'] {
   if (value === undefined) return undefined;
   const at = `${contextKey}.throttle`;
@@ -332,4 +307,83 @@ function throttleOf(value: unknown, problems: string[]): TokenBrokerSettings['th
     problems.push(`${at}.burstLimit: must be a whole number of at least 1`);
   }
   return problems.length === before ? { rateLimit: rateLimit as number, burstLimit: burstLimit as number } : undefined;
+}
+
+/**
+ * What a runtime setting within its bounds may still conflict with, which only the deployment as a whole knows.
+ * A setting without an entry has none.
+ */
+const runtimeSettingConflicts: { [Name in RuntimeSettingName]?: (value: number) => string | undefined } = {
+  // A waiter may wait out a lease and then spend the whole budget itself: both must fit the function's timeout.
+  upstreamBudgetMs: (upstreamBudgetMs) => checkTimeBudget({ upstreamBudgetMs, functionTimeoutMs }),
+};
+
+/** The runtime settings `raw` gives, each checked against its bounds and conflicts; problems name the field. */
+function runtimeSettingsOf(raw: Record<string, unknown>, problems: string[]): RuntimeSettingValues {
+  const values: RuntimeSettingValues = {};
+  for (const name of runtimeSettingNames) {
+    const value = raw[name];
+    if (value === undefined) continue;
+    const problem =
+      wholeNumberProblem(value, runtimeSettings[name]) ?? runtimeSettingConflicts[name]?.(value as number);
+    if (problem === undefined) values[name] = value as number;
+    else problems.push(`${contextKey}.${name}: ${problem}`);
+  }
+  return values;
+}
+
+/**
+ * The runtime settings as the function reads them at cold start: each from its environment variable, else its
+ * default. A variable that is set but refused is a problem naming the variable and what it holds, and its
+ * default stands in, so that every problem of the environment is found at once.
+ */
+export function runtimeSettingsOfEnvironment(
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[],
+): Record<RuntimeSettingName, number> {
+  const values = {} as Record<RuntimeSettingName, number>;
+  for (const name of runtimeSettingNames) {
+    const { environmentVariable: variable, default: fallback } = runtimeSettings[name];
+    const text = env[variable];
+    values[name] = fallback;
+    if (text !== undefined && text !== '') {
+      // Number('') is 0 and Number(' 1 ') is 1: only the digits themselves are a whole number here.
+      const number = /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
+      const problem = wholeNumberProblem(number, runtimeSettings[name]);
+      if (problem === undefined) values[name] = number;
+      else problems.push(`${variable}: ${problem}, got ${JSON.stringify(text)}`);
+    }
+    const conflict = runtimeSettingConflicts[name]?.(values[name]);
+    if (conflict !== undefined) problems.push(`${variable}: ${conflict}`);
+  }
+  return values;
+}
+
+/** The runtime settings `settings` gives, and only those: what the stack hands on to the construct's props. */
+export function runtimeSettingValuesOf(settings: RuntimeSettingValues): RuntimeSettingValues {
+  const values: RuntimeSettingValues = {};
+  for (const name of runtimeSettingNames) {
+    const value = settings[name];
+    if (value !== undefined) values[name] = value;
+  }
+  return values;
+}
+
+/**
+ * The function's environment for the settings it reads at cold start: each runtime setting given, under its
+ * variable as `runtimeSettingsOfEnvironment` reads it, and the approved token endpoint hosts, comma-separated.
+ * A setting not given is left out, so that the function's default applies.
+ */
+export function functionEnvironmentOf(
+  settings: RuntimeSettingValues & { readonly tokenEndpointHosts?: readonly string[] | undefined },
+): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const name of runtimeSettingNames) {
+    const value = settings[name];
+    if (value !== undefined) variables[runtimeSettings[name].environmentVariable] = String(value);
+  }
+  if (settings.tokenEndpointHosts !== undefined) {
+    variables[environmentVariables.tokenEndpointHosts] = settings.tokenEndpointHosts.join(',');
+  }
+  return variables;
 }

@@ -52,13 +52,5 @@ export function resolveParameters(
   return resolved;
 }
 
-/**
- * The one definition of a cache key: the client, its normalized scope set, and the parameters sent. Scope
- * tokens, audiences and resources never contain `"` (RFC 6749 section 3.3, and config.ts for the other two),
- * so the parts cannot run into each other; a key without parameters is what it was before they existed.
- */
-export function cacheKeyOf(clientName: string, scopes: readonly string[], sent: TokenParameters = {}): string {
-  const audience = sent.audience === undefined ? '' : `"audience=${sent.audience}`;
-  const resource = sent.resource === undefined ? '' : `"resource=${sent.resource}`;
-  return `${clientName}#${scopes.join(' ')}${audience}${resource}`;
-}
+// The cache-key format is the contract's, where the table adapter reads a client's key prefix too.
+export { cacheKeyOf, cacheKeyPrefixOf } from '../contract.js';

@@ -1,5 +1,5 @@
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { maxScopeLength } from '../contract.js';
+import { type MetricName, maxScopeLength } from '../contract.js';
 import type { CacheOutcome, TokenResult } from '../core/broker.js';
 import { isClientName } from '../core/config.js';
 import { plainCode } from '../core/echo.js';
@@ -50,7 +50,7 @@ function loggedDescription(description: string): string {
     : description;
 }
 
-const outcomeMetric: Record<CacheOutcome, string> = {
+const outcomeMetric: Record<CacheOutcome, MetricName> = {
   memory: 'MemoryHits',
   table: 'TableHits',
   fetched: 'TokensFetched',
@@ -90,7 +90,7 @@ export function logInvalidated(sink: AuditSink, entry: AuditContext & { client: 
     client: loggedClient(entry.client),
     dropped: entry.dropped,
   });
-  sink.metrics?.addMetric('Invalidations', MetricUnit.Count, 1);
+  sink.metrics?.addMetric('Invalidations' satisfies MetricName, MetricUnit.Count, 1);
 }
 
 export function logFailure(
@@ -117,6 +117,6 @@ export function logFailure(
   if (sink.metrics !== undefined) {
     const metric = sink.metrics.singleMetric();
     metric.addDimension('ErrorCode', entry.error.code);
-    metric.addMetric('Errors', MetricUnit.Count, 1);
+    metric.addMetric('Errors' satisfies MetricName, MetricUnit.Count, 1);
   }
 }

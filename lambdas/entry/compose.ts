@@ -8,23 +8,14 @@ import { KmsAssertionSigner } from '../adapters/kms-signer.js';
 import { OAuthTokenEndpoint } from '../adapters/oauth-token-endpoint.js';
 import { tracedWith, untraced } from '../adapters/observability.js';
 import { fetchDefaults } from '../adapters/resilient-fetch.js';
-import {
-  defaultSecretMaxAgeMs,
-  SecretsManagerSealingKeySource,
-  SecretsManagerSecretSource,
-} from '../adapters/secrets-manager.js';
+import { SecretsManagerSealingKeySource, SecretsManagerSecretSource } from '../adapters/secrets-manager.js';
 import { StsWebIdentityAssertions } from '../adapters/sts-web-identity.js';
-import {
-  checkTimeBudget,
-  defaultRefreshAheadMaxSeconds,
-  defaultRefreshWindowSeconds,
-  defaultUpstreamBudgetMs,
-  TokenBroker,
-} from '../core/broker.js';
-import { configErrorOf, runtimeSettingBounds, wholeNumberProblem } from '../core/config.js';
+import { TokenBroker } from '../core/broker.js';
+import { configErrorOf } from '../core/config.js';
 import { checkHostPatterns } from '../core/endpoint-hosts.js';
 import type { BrokerLogger, BrokerMetrics, Clock, SealingKeySource, SecretSource } from '../core/ports.js';
 import { systemClock } from '../core/ports.js';
+import { runtimeSettingsOfEnvironment } from '../core/settings.js';
 import { readClientRegistry } from './client-registry.js';
 import { environmentVariables } from './environment.js';
 
@@ -54,13 +45,10 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
   const clients = readClientRegistry(env, { allowLoopbackHttp }, problems);
   const tableName = env[environmentVariables.tableName];
   if (!tableName) problems.push(`${environmentVariables.tableName} is not set`);
-  const refreshWindowSeconds = boundedSetting(env, 'refreshWindowSeconds', defaultRefreshWindowSeconds, problems);
-  const refreshAheadMaxSeconds = boundedSetting(env, 'refreshAheadMaxSeconds', defaultRefreshAheadMaxSeconds, problems);
-  const budgetMs = boundedSetting(env, 'upstreamBudgetMs', defaultUpstreamBudgetMs, problems);
-  // A waiter may wait out a lease and then spend the whole budget itself: both must fit the function's timeout.
-  const timeBudgetProblem = checkTimeBudget({ upstreamBudgetMs: budgetMs });
-  if (timeBudgetProblem !== undefined) problems.push(`${environmentVariables.upstreamBudgetMs}: ${timeBudgetProblem}`);
-  const secretMaxAgeMs = boundedSetting(env, 'secretMaxAgeSeconds', defaultSecretMaxAgeMs / 1000, problems) * 1000;
+  // Checked as cdk.json's are, and with the same conflicts (the upstream budget against the function timeout).
+  const { refreshWindowSeconds, refreshAheadMaxSeconds, upstreamBudgetMs, secretMaxAgeSeconds } =
+    runtimeSettingsOfEnvironment(env, problems);
+  const secretMaxAgeMs = secretMaxAgeSeconds * 1000;
   const approvedTokenEndpointHosts = readTokenEndpointHosts(env, problems);
   const sealingSecretArn = env[environmentVariables.sealingSecretArn];
   if (wiring.sealingKeys === undefined && !sealingSecretArn) {
@@ -89,7 +77,7 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
     ...(wiring.metrics === undefined ? {} : { metrics: wiring.metrics }),
     refreshWindowSeconds,
     refreshAheadMaxSeconds,
-    upstreamBudgetMs: budgetMs,
+    upstreamBudgetMs,
     cache: new DynamoDbTokenCache(captured(new DynamoDBClient({})), tableName),
     secrets: wiring.secrets ?? new SecretsManagerSecretSource(secretsManager(), clock, wiring.logger, secretMaxAgeMs),
     sealingKeys:
@@ -107,7 +95,10 @@ export function createBrokerFromEnvironment(env: NodeJS.ProcessEnv, wiring: Brok
       ...(wiring.metrics === undefined ? {} : { metrics: wiring.metrics }),
       approvedTokenEndpointHosts,
       allowLoopbackHttp,
-      http: { budgetMs, attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, budgetMs) },
+      http: {
+        budgetMs: upstreamBudgetMs,
+        attemptTimeoutMs: Math.min(fetchDefaults.attemptTimeoutMs, upstreamBudgetMs),
+      },
       traced: tracer === undefined ? untraced : tracedWith(tracer),
       kmsSigner: new KmsAssertionSigner(kms),
       webIdentity: new StsWebIdentityAssertions(sts),
@@ -124,22 +115,4 @@ function readTokenEndpointHosts(env: NodeJS.ProcessEnv, problems: string[]): str
   const before = problems.length;
   checkHostPatterns(hosts, variable, problems);
   return problems.length === before ? hosts : [];
-}
-
-/** A runtime setting from its variable, within the bounds every other path checks it against too. */
-function boundedSetting(
-  env: NodeJS.ProcessEnv,
-  setting: keyof typeof runtimeSettingBounds,
-  fallback: number,
-  problems: string[],
-): number {
-  const variable = environmentVariables[setting];
-  const value = env[variable];
-  if (value === undefined || value === '') return fallback;
-  // Number('') is 0 and Number(' 1 ') is 1: only the digits themselves are a whole number here.
-  const number = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
-  const problem = wholeNumberProblem(number, runtimeSettingBounds[setting]);
-  if (problem === undefined) return number;
-  problems.push(`${variable}: ${problem}, got ${JSON.stringify(value)}`);
-  return fallback;
 }

@@ -1,12 +1,13 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { maxRequestBodyBytes, tokenRoute } from '../contract.js';
 import type { GetTokenRequest, TokenBroker } from '../core/broker.js';
 import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
 import { type AuditSink, logFailure, logInvalidated, logServed } from './audit.js';
 import { tokenRequestFieldList, tokenRequestFields, tokenRequestOf } from './token-fields.js';
 
-export const tokenRoute = '/clients/{client}/token';
-const maxBodyBytes = 4096;
+export { tokenRoute } from '../contract.js';
+
 const allowedBodyFields = new Set<string>(tokenRequestFields);
 
 const baseHeaders = {
@@ -79,8 +80,8 @@ function parseBody(event: APIGatewayProxyEvent): Record<string, unknown> {
     throw new BrokerError('invalid_request', 'the body must be application/json');
   }
   const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-  if (Buffer.byteLength(text, 'utf8') > maxBodyBytes) {
-    throw new BrokerError('invalid_request', `the body is larger than ${maxBodyBytes} bytes`);
+  if (Buffer.byteLength(text, 'utf8') > maxRequestBodyBytes) {
+    throw new BrokerError('invalid_request', `the body is larger than ${maxRequestBodyBytes} bytes`);
   }
   let parsed: unknown;
   try {

@@ -1,3 +1,4 @@
+import { adminAliasOf, clientAliasOf } from '../contract.js';
 import type { GetTokenRequest, TokenBroker, TokenResponse } from '../core/broker.js';
 import { clientNamePattern, isClientName } from '../core/config.js';
 import { BrokerError, toBrokerError } from '../core/errors.js';
@@ -8,18 +9,9 @@ const tokenFields = new Set<string>(['client', ...tokenRequestFields]);
 const adminFields = new Set(['action', 'client']);
 /** Says what a client name looks like, never what was sent instead. */
 const clientNameRule = `client must be a client name (${clientNamePattern.source})`;
-/** Client names never contain an underscore, so an admin alias never collides with a client alias. */
-export const adminAliasSuffix = '_admin';
 
-export function adminAliasOf(clientName: string): string {
-  return `${clientName}${adminAliasSuffix}`;
-}
-
-/**
- * The alias API Gateway invokes: the only way in for an API Gateway event, whose caller identity the handler
- * trusts. It has an underscore, so it is no client's alias, and does not end in `_admin`, so no admin alias.
- */
-export const apiGatewayAliasName = 'api_gateway';
+// The alias names are the contract's: the construct creates them from there, and this module admits by them.
+export { adminAliasOf, adminAliasSuffix, apiGatewayAliasName } from '../contract.js';
 
 export interface InvalidationAnswer {
   client: string;
@@ -59,7 +51,7 @@ export async function handleInvokeEvent(
       logInvalidated(sink, { invokedAs: invokedFunctionArn, channel: 'invoke', client: request.client, dropped });
       return { client: request.client, dropped };
     }
-    if (alias !== request.client)
+    if (alias !== clientAliasOf(request.client))
       throw new BrokerError('access_denied', `the alias ${alias} does not serve client ${request.client}`);
     const result = await broker.getToken(request.token);
     logServed(sink, { invokedAs: invokedFunctionArn, channel: 'invoke', client: request.client, result });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { tokenRoute } from '../entry/http.js';
+import { tokenRoute } from '../contract.js';
 
 export interface LocalRequest {
   method: string;

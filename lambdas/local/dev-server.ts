@@ -4,13 +4,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { userInfo } from 'node:os';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { APIGatewayProxyResult, Context } from 'aws-lambda';
-import { tokenPath } from '../contract.js';
+import { adminAliasOf, apiGatewayAliasName, environmentVariables, functionTimeoutMs, tokenPath } from '../contract.js';
 import { ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { SealingKeySource, SecretSource } from '../core/ports.js';
 import { createBrokerFromEnvironment } from '../entry/compose.js';
 import { createHandler } from '../entry/create-handler.js';
-import { environmentVariables } from '../entry/environment.js';
-import { adminAliasOf, apiGatewayAliasName } from '../entry/invoke.js';
 import { apiGatewayEvent } from './api-gateway-event.js';
 import {
   type CallerRefusal,
@@ -196,7 +194,7 @@ const context = {
   invokedFunctionArn: `${localFunctionArn}:${apiGatewayAliasName}`,
   awsRequestId: 'local',
   memoryLimitInMB: '256',
-  getRemainingTimeInMillis: () => 15_000,
+  getRemainingTimeInMillis: () => functionTimeoutMs,
 } as Context;
 // The aliases the Invoke API serves: one per client and one admin alias per client. API Gateway's alias is
 // fed only by the HTTP routes, which set the caller identity themselves.

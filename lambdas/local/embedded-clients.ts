@@ -5,10 +5,15 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { environmentVariables } from '../contract.js';
 import { type ClientConfig, ConfigError, parseClientRegistryJson } from '../core/config.js';
 import type { ClientCredentials } from '../core/ports.js';
-import { contextKey, parseTokenBrokerSettings, type TokenBrokerSettings } from '../core/settings.js';
-import { environmentVariables } from '../entry/environment.js';
+import {
+  contextKey,
+  functionEnvironmentOf,
+  parseTokenBrokerSettings,
+  type TokenBrokerSettings,
+} from '../core/settings.js';
 import type { LocalOidcClient } from './oidc-server.js';
 
 /** The quick start's client; the registry's own `demo`, if it declares one, takes its place. */
@@ -59,18 +64,7 @@ export function localDeployment(env: NodeJS.ProcessEnv, cdkJsonUrl: URL): TokenB
  * set already (to try another value) wins.
  */
 export function applyRuntimeSettings(env: NodeJS.ProcessEnv, settings: TokenBrokerSettings): void {
-  for (const setting of [
-    'refreshWindowSeconds',
-    'upstreamBudgetMs',
-    'refreshAheadMaxSeconds',
-    'secretMaxAgeSeconds',
-  ] as const) {
-    const value = settings[setting];
-    if (value !== undefined) env[environmentVariables[setting]] ??= String(value);
-  }
-  if (settings.tokenEndpointHosts !== undefined) {
-    env[environmentVariables.tokenEndpointHosts] ??= settings.tokenEndpointHosts.join(',');
-  }
+  for (const [variable, value] of Object.entries(functionEnvironmentOf(settings))) env[variable] ??= value;
 }
 
 /** Every client of the registry (plus `demo`) with fresh credentials: a secret, or a key pair for private_key_jwt. */

@@ -1,4 +1,4 @@
-import { apiGatewayAliasName } from '../entry/invoke.js';
+import { apiGatewayAliasName } from '../contract.js';
 
 /**
  * The Lambda Invoke API (`POST /2015-03-31/functions/{FunctionName}/invocations`) as the local dev server

@@ -5,8 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { runtimeSettingNames, runtimeSettings } from '../../lambdas/contract.js';
 import { functionTimeoutMs } from '../../lambdas/core/broker.js';
 import { ConfigError } from '../../lambdas/core/config.js';
+import { functionEnvironmentOf } from '../../lambdas/core/settings.js';
 import { environmentVariables, serviceNameVariable } from '../../lambdas/entry/environment.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { TokenBroker } from '../../lib/token-broker.js';
@@ -171,6 +173,22 @@ describe('runtime settings in the function environment', () => {
     assert.equal(variables[environmentVariables.upstreamBudgetMs], '4000');
     assert.equal(variables[environmentVariables.refreshAheadMaxSeconds], '120');
     assert.equal(variables[environmentVariables.secretMaxAgeSeconds], '0');
+  });
+
+  it('sets every runtime setting of the contract as functionEnvironmentOf names it, and nothing else of them', () => {
+    // Each at its minimum, which fits the function timeout too; the hosts ride along as the stack sets them.
+    const given = {
+      ...Object.fromEntries(runtimeSettingNames.map((name) => [name, runtimeSettings[name].minimum])),
+      tokenEndpointHosts: ['login.example.com'],
+    };
+    const variables = functionVariables(synth({ ...shipped, ...given }).template);
+    const expected = functionEnvironmentOf(given);
+    assert.equal(Object.keys(expected).length, runtimeSettingNames.length + 1);
+    const runtimeVariables = new Set(Object.keys(expected));
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(variables).filter(([name]) => runtimeVariables.has(name))),
+      expected,
+    );
   });
 
   it("leaves each out when not configured, so the function's defaults apply", () => {
