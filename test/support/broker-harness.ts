@@ -23,7 +23,6 @@ import { apiGatewayContext, lambdaContext } from './lambda-context.js';
 import { setEnvironment, startLocalParts } from './local-parts.js';
 import { captureOutput } from './logs.js';
 import { startScriptedIdp } from './scripted-idp.js';
-
 import { loadTestTls } from './tls.js';
 
 export { functionArn } from './lambda-context.js';
