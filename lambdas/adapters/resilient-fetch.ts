@@ -4,7 +4,10 @@ export interface ResilientFetchOptions {
   clock: Clock;
   /** One attempt, from connecting to the last byte of the answer. */
   attemptTimeoutMs?: number;
-  /** Every attempt and every pause between them; keeps the broker inside API Gateway's 29 s. */
+  /**
+   * Every attempt and every pause between them. The broker passes its upstream budget (`upstreamBudgetMs`), which
+   * checkTimeBudget fits into the function's timeout; the exchange's deadline can end it sooner.
+   */
   budgetMs?: number;
   maxAttempts?: number;
   /** A token response or discovery document is a few kilobytes; anything far larger is refused unread. */

@@ -15,12 +15,11 @@ import type { TokenBroker, TokenResult } from '../../lambdas/core/broker.js';
 import { BrokerError } from '../../lambdas/core/errors.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
 import { ShiftedClock } from '../support/broker-harness.js';
 import { CountingMetrics, deferred, FixedSecretSource, RecordingLogger } from '../support/fakes.js';
+import { type LocalStores, setEnvironment, startLocalStores } from '../support/local-parts.js';
 import { assertNoLeak } from '../support/logs.js';
 import { type ScriptedAnswer, type ScriptedIdp, startScriptedIdp } from '../support/scripted-idp.js';
-import { type SecretsManagerStandIn, startSecretsManagerStandIn, storeSealingKey } from '../support/secrets-manager.js';
 
 const tableName = 'token-broker-stampede';
 const containerCount = 10;
@@ -30,9 +29,7 @@ const clientSecret = randomBytes(24).toString('base64url');
 const randomToken = () => `at-${randomBytes(24).toString('base64url')}`;
 
 let idp: ScriptedIdp;
-let dynamo: LocalDynamo;
-let secretsManager: SecretsManagerStandIn;
-let sealingKey: string;
+let stores: LocalStores;
 const logger = new RecordingLogger();
 const secrets = new FixedSecretSource({ clientId: 'stampede-id', clientSecret });
 /** Every token the provider issued, for the leak check. */
@@ -71,14 +68,9 @@ function codesOf(outcomes: PromiseSettledResult<TokenResult>[]): string[] {
 describe(`${containerCount} containers sharing dynalite, against a scripted identity provider`, () => {
   before(async () => {
     idp = await startScriptedIdp(async () => bearer());
-    dynamo = await startDynalite();
-    await createTokenTable(dynamo.endpoint, tableName);
     // The client secrets are fixed; the sealing key is read through the SDK from the stand-in, as deployed.
-    secretsManager = await startSecretsManagerStandIn();
-    const sealing = storeSealingKey(secretsManager);
-    sealingKey = sealing.key;
-    Object.assign(process.env, sealing.env);
-    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
+    stores = await startLocalStores({ tableName });
+    setEnvironment(stores.env);
     // One secret name per client, as the registry requires; the fixed secret source answers every name alike.
     const client = (name: string, extra: Record<string, unknown> = {}) => ({
       wellKnownUrl: idp.wellKnownUrl,
@@ -88,8 +80,6 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
       authMethod: 'client_secret_post',
       ...extra,
     });
-    process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
-    process.env[environmentVariables.tableName] = tableName;
     // The provider names its token endpoint on another host than its issuer, as Cognito does.
     process.env[environmentVariables.tokenEndpointHosts] = new URL(idp.tokenEndpoint).host;
     // The default upstream budget (5 s) and with it the default lease (7 s).
@@ -105,9 +95,8 @@ describe(`${containerCount} containers sharing dynalite, against a scripted iden
   });
   after(async () => {
     await idp?.close();
-    await dynamo?.close();
-    await secretsManager?.close();
-    assertNoLeak(JSON.stringify(logger.lines), [clientSecret, sealingKey, ...issued]);
+    await stores?.close();
+    assertNoLeak(JSON.stringify(logger.lines), [clientSecret, stores.sealingKey, ...issued]);
   });
 
   it('lets one holder reach a provider that fails fast; the nine waiting containers answer 503 without calling', async () => {

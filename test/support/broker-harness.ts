@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:https';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
@@ -13,20 +14,18 @@ import type { Clock } from '../../lambdas/core/ports.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
-import { createJwksHandler } from '../../lambdas/entry/jwks.js';
+import { createJwksHandler, type FunctionUrlEvent, type FunctionUrlResult } from '../../lambdas/entry/jwks.js';
 import { apiGatewayEvent } from '../../lambdas/local/api-gateway-event.js';
-import { createTokenTable, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalKeyClient, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
-import { startJwksServer } from './jwks-server.js';
+import { listenOnLoopback } from '../../lambdas/local/listen.js';
+import type { LocalKeyClient, LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { startKmsStandIn } from './kms.js';
 import { apiGatewayContext, lambdaContext } from './lambda-context.js';
+import { setEnvironment, startLocalParts } from './local-parts.js';
 import { captureOutput } from './logs.js';
 import { startScriptedIdp } from './scripted-idp.js';
-import { startSecretsManagerStandIn, storeSealingKey } from './secrets-manager.js';
+import { loadTestTls } from './tls.js';
 
 export { functionArn } from './lambda-context.js';
-
-import { loadTestTls } from './tls.js';
 
 /** Real time, moved forward on demand: the servers keep their own clocks, the broker sees this one. */
 export class ShiftedClock implements Clock {
@@ -54,8 +53,9 @@ const tableName = 'token-broker-test';
 const secret = () => randomBytes(24).toString('base64url');
 
 /**
- * The whole broker against real local parts: dynalite, oidc-provider over TLS with the test CA, and the
- * Secrets Manager stand-in, reached by the real SDK clients through the standard endpoint variables.
+ * The whole broker in this process against real local parts (test/support/local-parts.ts): dynalite,
+ * oidc-provider over TLS with the test CA, the Secrets Manager and KMS stand-ins, reached by the real SDK clients
+ * through the standard endpoint variables; besides them a provider that never answers and the hosted JWKS server.
  */
 export async function startBrokerHarness() {
   const tls = loadTestTls();
@@ -111,20 +111,18 @@ export async function startBrokerHarness() {
       scopes: ['system/*.read'],
     },
   ];
-  const oidc = await startOidcServer({
+  const parts = await startLocalParts({
+    tableName,
+    kms,
     clients: [...secretClients, ...keyClients],
-    tls: { key: tls.key, cert: tls.cert },
     resourceServers: Object.fromEntries(
       Object.values(resourceIndicators).map((resource) => [resource, { scope: 'system/*.read system/*.write' }]),
     ),
   });
+  const { oidc, secretsManager } = parts;
   // Its token endpoint never answers: for timeouts.
   const stalling = await startScriptedIdp(() => new Promise<never>(() => {}));
-  const dynamo = await startDynalite();
-  await createTokenTable(dynamo.endpoint, tableName);
-  const secretsManager = await startSecretsManagerStandIn();
   const revokedSecret = secret();
-  const sealing = storeSealingKey(secretsManager);
   // One secret per client, as the registry requires; these clients are one client at the provider.
   const bwellSecret = JSON.stringify({ client_id: bwell.clientId, client_secret: bwell.clientSecret });
   for (const name of ['bwell', 'discovered', 'stalled', 'burst', 'outage', 'audienced', 'resourced', 'recovering']) {
@@ -249,11 +247,7 @@ export async function startBrokerHarness() {
     },
   };
 
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
-  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
-  process.env.AWS_ENDPOINT_URL_KMS = kms.endpoint;
-  process.env[environmentVariables.tableName] = tableName;
-  Object.assign(process.env, sealing.env);
+  setEnvironment(parts.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = '1500';
   // Both providers name their token endpoint on another host than their issuer, as Cognito does: the deployment
@@ -299,7 +293,7 @@ export async function startBrokerHarness() {
       basic.clientSecret,
       revoked.clientSecret,
       revokedSecret,
-      sealing.key,
+      parts.sealingKey,
       ...[smartRsa, smartEc, smartConfigured, smartPss].flatMap((smart) =>
         [smart.privateJwk.d, smart.privateJwk.p].filter((part) => part !== undefined),
       ),
@@ -359,19 +353,11 @@ export async function startBrokerHarness() {
     },
     async close() {
       output.restore();
-      await Promise.all([
-        oidc.close(),
-        stalling.close(),
-        dynamo.close(),
-        secretsManager.close(),
-        kms.close(),
-        jwksServer.close(),
-      ]);
+      await Promise.all([parts.close(), stalling.close(), jwksServer.close()]);
     },
   };
 }
 
-/** A fresh key pair for a private_key_jwt client: RS384 (RSA) or ES384 (EC P-384). */
 /**
  * A fresh key pair for a private_key_jwt client: RS384 (RSA) or ES384 (EC P-384), or the `alg` given; with
  * `x5c`, a certificate chain on both halves (the provider finds the key by its x5t#S256 as well as its kid).
@@ -392,6 +378,45 @@ function signingKey(clientId: string, kind: 'rsa' | 'ec', options: { alg?: strin
     scopes: ['system/*.read'],
   };
   return { client, privateJwk };
+}
+
+/**
+ * The hosted JWKS function behind https with the test CA, as a Function URL serves it: each request becomes a
+ * payload-2.0 event for the handler `current()` returns at that moment, so a test can redeploy between requests.
+ * `baseUrl` is `https://localhost:<port>/`, the function URL's stand-in with its trailing slash.
+ */
+async function startJwksServer(
+  tls: { key: string; cert: string },
+  current: () => (event: FunctionUrlEvent) => Promise<FunctionUrlResult>,
+) {
+  let requests = 0;
+  const server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    requests += 1;
+    const event: FunctionUrlEvent = {
+      rawPath: new URL(req.url ?? '/', 'https://localhost').pathname,
+      requestContext: { http: { method: req.method ?? 'GET' } },
+    };
+    current()(event).then(
+      (result) => {
+        res.writeHead(result.statusCode, result.headers);
+        res.end(result.body);
+      },
+      () => {
+        res.writeHead(502);
+        res.end();
+      },
+    );
+  });
+  const port = await listenOnLoopback(server);
+  return {
+    baseUrl: `https://localhost:${port}/`,
+    /** Requests received, whatever their answer. */
+    requests: () => requests,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** A PEM certificate's DER, base64: an x5c entry. */

@@ -4,7 +4,8 @@
  *
  * 1. Builds the broker from `process.env` exactly as lambdas/entry/lambda-handler.ts does
  *    (`createBrokerFromEnvironment` + `createHandler` with a Powertools Logger), so the environment must carry
- *    TOKEN_BROKER_TABLE, TOKEN_BROKER_CLIENTS, the AWS endpoint variables and (dummy) credentials. The only
+ *    what lambdas/entry/environment.ts names and the function requires (the table, the registry, the sealing
+ *    secret), the AWS endpoint variables and (dummy) credentials: test/support/local-parts.ts's `env`. The only
  *    addition is an observer on `broker.getToken` that notes each request's cache outcome, which the HTTP
  *    answer does not carry.
  * 2. Reports that it is ready (an IPC message `{ type: 'ready' }` when spawned with an IPC channel, and a line

@@ -22,8 +22,8 @@ export interface RunContainersOptions {
   callerArn?: string;
   /**
    * Added to this process's environment (which carries NODE_EXTRA_CA_CERTS, TEST_TLS_DIR and the dummy AWS
-   * credentials from test/run-tests.ts): AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SECRETS_MANAGER,
-   * TOKEN_BROKER_TABLE, TOKEN_BROKER_CLIENTS, ... An `undefined` value removes a variable.
+   * credentials from test/run-tests.ts): test/support/local-parts.ts's `env` (the endpoint variables, the table,
+   * the sealing secret, the registry). An `undefined` value removes a variable.
    */
   env: Record<string, string | undefined>;
   /** For the whole run, start-up included; default 60 s. The workers are killed when it runs out. */

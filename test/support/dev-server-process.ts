@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,68 +159,4 @@ export async function runScript(script: string, args: string[], env: NodeJS.Proc
   });
   const [code] = (await once(child, 'close')) as [number | null];
   return { code, stdout, stderr };
-}
-
-export interface RawAnswer {
-  status: number;
-  /** Every header line as sent, in order, duplicates included. */
-  headers: [string, string][];
-  body: string;
-}
-
-/**
- * Sends a request exactly as written, header lines included (fetch and node:http merge or refuse some, such
- * as a second Content-Type or a foreign Host). HTTP/1.0, so the answer is not chunked and ends with the connection.
- */
-export async function rawRequest(
-  port: number,
-  request: { method: string; path: string; headers: [string, string][]; body?: string },
-  signedBy?: { accessKeyId: string; secretAccessKey: string; region: string },
-): Promise<RawAnswer> {
-  const body = request.body ?? '';
-  const headers = [...request.headers];
-  if (signedBy !== undefined) {
-    // Signs the headers as written (the first of each name: what Node hands the server), and adds the signature's.
-    const signer = new SignatureV4({
-      service: 'execute-api',
-      region: signedBy.region,
-      credentials: signedBy,
-      sha256: Sha256,
-    });
-    const signed = await signer.sign(
-      new HttpRequest({
-        method: request.method,
-        hostname: '127.0.0.1',
-        path: request.path,
-        headers: Object.fromEntries([...headers].reverse().map(([name, value]) => [name.toLowerCase(), value])),
-        body,
-      }),
-    );
-    for (const name of ['authorization', 'x-amz-date', 'x-amz-content-sha256']) {
-      headers.push([name, String(signed.headers[name])]);
-    }
-  }
-  const head = [
-    `${request.method} ${request.path} HTTP/1.0`,
-    ...headers.map(([name, value]) => `${name}: ${value}`),
-    `Content-Length: ${Buffer.byteLength(body)}`,
-  ];
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
-  const chunks: Buffer[] = [];
-  for await (const chunk of socket) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1]);
-  assert.ok(Number.isInteger(status), 'the server answered with an HTTP status line');
-  const headEnd = text.indexOf('\r\n\r\n');
-  const answerHeaders = text
-    .slice(0, headEnd)
-    .split('\r\n')
-    .slice(1)
-    .map((line): [string, string] => {
-      const colon = line.indexOf(':');
-      return [line.slice(0, colon), line.slice(colon + 1).trim()];
-    });
-  return { status, headers: answerHeaders, body: text.slice(headEnd + 4) };
 }

@@ -1,7 +1,7 @@
 /**
  * The broker against real local parts with the fault proxy (test/support/fault-proxy.ts) between it and
  * oidc-provider: every client's wellKnownUrl names the proxy, so discovery and every token request go
- * through it and can be made to fail. Also dynalite, and the Secrets Manager stand-in.
+ * through it and can be made to fail. Also dynalite, and the Secrets Manager stand-in (test/support/local-parts.ts).
  *
  * Each test builds containers of its own (`newContainer()`: own memory, SDK clients, discovery cache, and a
  * clock of its own that it may move forward without disturbing the other tests) and asks for clients that no
@@ -18,13 +18,12 @@ import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { createHandler } from '../../lambdas/entry/create-handler.js';
 import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { createTokenTable, type LocalDynamo, startDynalite } from '../../lambdas/local/dynalite.js';
-import { type LocalOidcServer, type LocalSecretClient, startOidcServer } from '../../lambdas/local/oidc-server.js';
+import type { LocalSecretClient } from '../../lambdas/local/oidc-server.js';
 import { httpEvent, ShiftedClock } from './broker-harness.js';
 import { CountingMetrics } from './fakes.js';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.js';
 import { apiGatewayContext } from './lambda-context.js';
-import { startSecretsManagerStandIn, storeSealingKey } from './secrets-manager.js';
-import { loadTestTls } from './tls.js';
+import { setEnvironment, startLocalParts } from './local-parts.js';
 
 export const tableName = 'token-broker-faults';
 /** Small, so that hangs and exhausted retries end fast; the tests measure against it. */
@@ -51,7 +50,6 @@ export interface FaultsContainer {
 }
 
 export async function startFaultsHarness() {
-  const tls = loadTestTls();
   const both = [readScope, writeScope];
   const provider: LocalSecretClient[] = [
     { clientId: 'faults-main', clientSecret: randomValue(), authMethod: 'client_secret_post', scopes: both },
@@ -62,13 +60,11 @@ export async function startFaultsHarness() {
   ];
   /** Every secret value ever used, for the leak checks. */
   const secretValues = provider.map((client) => client.clientSecret);
-  let oidc: LocalOidcServer = await startOidcServer({ clients: provider, tls: { key: tls.key, cert: tls.cert } });
-  const oidcPort = Number(new URL(oidc.issuer).port);
+  // The provider's clients are read again when it restarts (`rotateAtProvider`).
+  const parts = await startLocalParts({ tableName, clients: provider });
+  const { dynamo, secretsManager } = parts;
   let earlierTokenRequests = 0;
-  const proxy: FaultProxy = await startFaultProxy(oidc);
-  const dynamo = await startDynalite();
-  await createTokenTable(dynamo.endpoint, tableName);
-  const secretsManager = await startSecretsManagerStandIn();
+  const proxy: FaultProxy = await startFaultProxy(parts.oidc);
   const secretJson = (client: LocalSecretClient) =>
     JSON.stringify({ client_id: client.clientId, client_secret: client.clientSecret });
   const secretNames = {
@@ -80,8 +76,7 @@ export async function startFaultsHarness() {
   };
   for (const client of provider)
     secretsManager.putSecret(secretNames[client.clientId as keyof typeof secretNames], secretJson(client));
-  const sealing = storeSealingKey(secretsManager);
-  secretValues.push(sealing.key);
+  secretValues.push(parts.sealingKey);
 
   const client = (secretName: string, extra: Record<string, unknown> = {}) => ({
     wellKnownUrl: proxy.wellKnownUrl,
@@ -114,10 +109,7 @@ export async function startFaultsHarness() {
     clients[name] = client(`faults/${name}`);
   }
 
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
-  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = secretsManager.endpoint;
-  process.env[environmentVariables.tableName] = tableName;
-  Object.assign(process.env, sealing.env);
+  setEnvironment(parts.env);
   process.env[environmentVariables.clients] = JSON.stringify(clients);
   process.env[environmentVariables.upstreamBudgetMs] = String(upstreamBudgetMs);
   // The proxy names its token endpoint on another host than its issuer, as Cognito does: approved for the deployment.
@@ -159,16 +151,15 @@ export async function startFaultsHarness() {
       };
     },
     /** POST requests that reached oidc-provider's token endpoint (across restarts). */
-    upstreamTokenRequests: () => earlierTokenRequests + oidc.tokenRequests(),
+    upstreamTokenRequests: () => earlierTokenRequests + parts.oidc.tokenRequests(),
     /** The provider's client `clientId` now accepts only `newSecret` (a restart on the same port). */
     async rotateAtProvider(clientId: string, newSecret: string) {
       const entry = provider.find((candidate) => candidate.clientId === clientId);
       if (entry === undefined) throw new Error(`no provider client ${clientId}`);
       entry.clientSecret = newSecret;
       secretValues.push(newSecret);
-      earlierTokenRequests += oidc.tokenRequests();
-      await oidc.close();
-      oidc = await startOidcServer({ clients: provider, tls: { key: tls.key, cert: tls.cert }, port: oidcPort });
+      earlierTokenRequests += parts.oidc.tokenRequests();
+      await parts.restartProvider();
       // Let the proxy's keep-alive pool see that its connections to the old server closed.
       await new Promise((resolve) => setTimeout(resolve, 50));
     },
@@ -206,7 +197,7 @@ export async function startFaultsHarness() {
     },
     async close() {
       await proxy.close();
-      await Promise.all([oidc.close(), dynamo.close(), secretsManager.close()]);
+      await parts.close();
     },
   };
 }
