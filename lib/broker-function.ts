@@ -5,10 +5,10 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import { functionTimeoutMs } from '../lambdas/core/broker.js';
+import { apiGatewayAliasName, functionTimeoutMs } from '../lambdas/contract.js';
 import type { ClientRegistry } from '../lambdas/core/config.js';
+import { functionEnvironmentOf } from '../lambdas/core/settings.js';
 import { environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
-import { apiGatewayAliasName } from '../lambdas/entry/invoke.js';
 import { grantFunctionRole } from './function-role.js';
 import {
   type BundledFile,
@@ -107,19 +107,11 @@ function functionEnvironment({
   settings,
   registryFile,
 }: BrokerFunctionProps): Record<string, string> {
-  const optional = (setting: keyof typeof environmentVariables, value: number | undefined) =>
-    value === undefined ? {} : { [environmentVariables[setting]]: String(value) };
   return {
     [environmentVariables.tableName]: table.tableName,
     [environmentVariables.clientsFile]: registryFile.name,
     [environmentVariables.sealingSecretArn]: sealingSecret.secretArn,
     [serviceNameVariable]: serviceName,
-    ...optional('refreshWindowSeconds', settings.refreshWindowSeconds),
-    ...optional('upstreamBudgetMs', settings.upstreamBudgetMs),
-    ...optional('refreshAheadMaxSeconds', settings.refreshAheadMaxSeconds),
-    ...optional('secretMaxAgeSeconds', settings.secretMaxAgeSeconds),
-    ...(settings.tokenEndpointHosts === undefined
-      ? {}
-      : { [environmentVariables.tokenEndpointHosts]: settings.tokenEndpointHosts.join(',') }),
+    ...functionEnvironmentOf(settings),
   };
 }

@@ -20,7 +20,7 @@ export function nodejsBundling(commandHooks: ICommandHooks): BundlingOptions {
      * The AWS SDK is bundled, not taken from the runtime. Measured with esbuild 0.28 on Node 22.23: both
      * bundles built with these options, then a fresh `node --enable-source-maps -e "await import(...)"`
      * (as Lambda runs it), 21 runs each, medians.
-     * - Current handler: SDK bundled (1.16 MB): import 231 ms, whole process 343 ms, 312 ms CPU;
+     * - The handler before its bundle was trimmed (now ~515 KiB, docs/benchmarks.md 5a): SDK bundled (1.16 MB): import 231 ms, whole process 343 ms, 312 ms CPU;
      *   SDK external (0.81 MB, the SDK resolved from node_modules as the runtime's copy would be):
      *   import 284 ms, process 405 ms, 403 ms CPU.
      * - Earlier handler, quieter machine: bundled (405 KB) 125 ms / 212 ms / 213 ms CPU against

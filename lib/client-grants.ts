@@ -4,9 +4,8 @@ import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
-import { tokenPath } from '../lambdas/contract.js';
+import { adminAliasOf, tokenPath } from '../lambdas/contract.js';
 import { type ClientRegistry, configErrorOf } from '../lambdas/core/config.js';
-import { adminAliasOf } from '../lambdas/entry/invoke.js';
 import { type ClientStacks, clientStackIndexOf } from './client-stacks.js';
 
 // IAM's limits on all the inline policies of one role or user together, in characters without white space.

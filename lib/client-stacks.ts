@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { CfnOutput, CfnResource, NestedStack, Stack } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
-import { adminAliasOf } from '../lambdas/entry/invoke.js';
+import { adminAliasOf, clientAliasOf } from '../lambdas/contract.js';
 
 /*
  * Per-client aliases and grants live in this many nested stacks, a client's stack chosen by a hash of its name:
@@ -55,7 +55,7 @@ export interface ClientAliasPair {
  */
 export function clientAliasPair(scope: Construct, clientName: string, version: lambda.IVersion): ClientAliasPair {
   return {
-    token: new lambda.Alias(scope, `ClientAlias-${clientName}`, { aliasName: clientName, version }),
+    token: new lambda.Alias(scope, `ClientAlias-${clientName}`, { aliasName: clientAliasOf(clientName), version }),
     admin: new lambda.Alias(scope, `AdminAlias-${clientName}`, { aliasName: adminAliasOf(clientName), version }),
   };
 }

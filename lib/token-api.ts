@@ -5,10 +5,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { tokenPath } from '../lambdas/contract.js';
-import { maxTargetLength } from '../lambdas/core/config.js';
+import { maxScopeLength, maxTargetLength, tokenPath, tokenRoute } from '../lambdas/contract.js';
 import { maxMinTtlSeconds } from '../lambdas/core/freshness.js';
-import { maxScopeLength } from '../lambdas/core/scope.js';
 import type { TokenBrokerProps } from './token-broker-props.js';
 
 // API Gateway's limit on a REST API's resource policy, in characters as it stores the policy.
@@ -50,7 +48,7 @@ export function tokenApi(scope: Construct, { settings, stageName, logRetention, 
   const throttle = settings.throttle ?? { rateLimit: 50, burstLimit: 100 };
   const api = new apigateway.RestApi(scope, 'Api', {
     restApiName: `${Stack.of(scope).stackName}-api`,
-    description: 'token-broker: POST and DELETE /clients/{client}/token, IAM (SigV4) callers only',
+    description: `token-broker: POST and DELETE ${tokenRoute}, IAM (SigV4) callers only`,
     endpointConfiguration: {
       types: [endpointType],
       ...(settings.vpcEndpointIds === undefined
@@ -193,7 +191,7 @@ function addTokenRoute(api: apigateway.RestApi, handler: lambda.IFunction): void
   const model = api.addModel('TokenRequest', {
     contentType: 'application/json',
     modelName: 'TokenRequest',
-    description: 'Optional body of POST /clients/{client}/token',
+    description: `Optional body of POST ${tokenRoute}`,
     schema: {
       schema: apigateway.JsonSchemaVersion.DRAFT4,
       title: 'TokenRequest',

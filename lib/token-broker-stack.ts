@@ -2,6 +2,7 @@ import { CfnOutput, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { ConfigError } from '../lambdas/core/config.js';
+import { runtimeSettingValuesOf } from '../lambdas/core/settings.js';
 import type { TokenBrokerContext } from './context.js';
 import { TokenBroker } from './token-broker.js';
 
@@ -21,16 +22,13 @@ export class TokenBrokerStack extends Stack {
     const alarmTopic = config.alarmTopicArn === undefined ? undefined : this.alarmTopic(config.alarmTopicArn);
     this.broker = new TokenBroker(this, 'TokenBroker', {
       clients: config.clients,
+      ...runtimeSettingValuesOf(config),
       ...(config.allowedAccounts === undefined ? {} : { allowedAccounts: config.allowedAccounts }),
       ...(config.allowedOrgId === undefined ? {} : { allowedOrgId: config.allowedOrgId }),
       ...(config.vpcEndpointIds === undefined ? {} : { vpcEndpointIds: config.vpcEndpointIds }),
-      ...(config.refreshWindowSeconds === undefined ? {} : { refreshWindowSeconds: config.refreshWindowSeconds }),
       ...(alarmTopic === undefined ? {} : { alarmTopic }),
       ...(config.stage === undefined ? {} : { stageName: config.stage }),
       ...(config.throttle === undefined ? {} : { throttle: config.throttle }),
-      ...(config.upstreamBudgetMs === undefined ? {} : { upstreamBudgetMs: config.upstreamBudgetMs }),
-      ...(config.refreshAheadMaxSeconds === undefined ? {} : { refreshAheadMaxSeconds: config.refreshAheadMaxSeconds }),
-      ...(config.secretMaxAgeSeconds === undefined ? {} : { secretMaxAgeSeconds: config.secretMaxAgeSeconds }),
       ...(config.adminPrincipals === undefined ? {} : { adminPrincipals: config.adminPrincipals }),
       ...(config.auditTrail === undefined ? {} : { auditTrail: config.auditTrail }),
       ...(config.legacyRootAliases === undefined ? {} : { legacyRootAliases: config.legacyRootAliases }),

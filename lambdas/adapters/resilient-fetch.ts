@@ -1,3 +1,4 @@
+import { runtimeSettings } from '../contract.js';
 import type { Clock } from '../core/ports.js';
 
 export interface ResilientFetchOptions {
@@ -17,7 +18,7 @@ export interface ResilientFetchOptions {
 
 export const fetchDefaults = {
   attemptTimeoutMs: 3_000,
-  budgetMs: 5_000,
+  budgetMs: runtimeSettings.upstreamBudgetMs.default,
   maxAttempts: 3,
   maxBodyBytes: 256 * 1024,
   backoffBaseMs: 100,

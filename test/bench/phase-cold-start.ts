@@ -1,6 +1,6 @@
 /**
  * Section 5: the deployed asset and a cold start. lambdas/entry/lambda-handler.ts is bundled with esbuild
- * as the stack's NodejsFunction bundles it (lib/token-broker.ts), then a fresh Node process per run imports
+ * as the stack's NodejsFunction bundles it (lib/handler-function.ts), then a fresh Node process per run imports
  * the bundle and serves one request whose token is already in the table (a fresh container's memory is
  * empty): import time + first answer, median of 20.
  */
@@ -129,7 +129,7 @@ export async function runColdStart(): Promise<Figure[]> {
     if (seeded.status !== 200) throw new Error(`could not seed the cold client's token: ${seeded.error}`);
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
-      // What the stack sets (lib/token-broker.ts), with this bench's table and registry (the cold client only).
+      // What the stack sets (lib/broker-function.ts), with this bench's table and registry (the cold client only).
       [environmentVariables.tableName]: setup.tableName,
       [environmentVariables.sealingSecretArn]: process.env[environmentVariables.sealingSecretArn],
       [environmentVariables.clients]: JSON.stringify({ cold: setup.registry.cold }),

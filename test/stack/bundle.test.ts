@@ -159,8 +159,8 @@ describe('the synthesized function asset (real bundling)', () => {
   it('contains the bundled handler index.mjs and its source map, of a sane size', () => {
     assert.ok(existsSync(bundle), `${bundle} exists`);
     const bytes = statSync(bundle).size;
-    // ~1.1 MB minified with the AWS SDK and undici inside; far more would mean something unexpected got
-    // bundled (and a slower cold start: see the measurements in lib/broker-function.ts).
+    // ~515 KiB minified with the AWS SDK inside (docs/benchmarks.md, 5a); far more would mean something unexpected
+    // got bundled (and a slower cold start: see the measurements in lib/bundling.ts).
     assert.ok(bytes > 50_000 && bytes < 2_000_000, `index.mjs is ${bytes} bytes`);
     assert.ok(existsSync(join(assetDir, 'index.mjs.map')), 'source map shipped');
   });

@@ -225,9 +225,6 @@ describe('the contract is the only place its facts are written', () => {
     {
       fact: 'the token and JWKS routes',
       pattern: /\/clients\/(\$\{|\{|\*|')/,
-      // The API's and the body model's descriptions in lib/token-broker.ts: `${tokenRoute}` would give the same text.
-      pending:
-        /description: 'token-broker: POST and DELETE \/clients\/\{client\}\/token|description: 'Optional body of POST \/clients\/\{client\}\/token'/,
     },
     { fact: 'a length limit of 1,024', pattern: /(?<!\* )\b1_?024\b/ },
     { fact: 'the 31-day lifetime limit', pattern: /31 \* 24 \* 3600|2_?678_?400/ },
