@@ -270,10 +270,11 @@ export class OAuthTokenEndpoint implements TokenEndpoint {
   private httpOptions(url: string, deadline: number | undefined) {
     const insecure = this.options.allowLoopbackHttp === true && isLoopbackUrl(url);
     const fetchBy: typeof this.fetch = (input, init) => this.fetch(input, init, deadline);
-    return {
+    const options: { [oauth.customFetch]: typeof fetchBy; [oauth.allowInsecureRequests]?: boolean } = {
       [oauth.customFetch]: fetchBy,
-      ...(insecure ? { [oauth.allowInsecureRequests]: true } : {}),
     };
+    if (insecure) options[oauth.allowInsecureRequests] = true;
+    return options;
   }
 
   /** Cached per container; the last good document is kept when a refetch fails. */

@@ -35,12 +35,13 @@ export class UpstreamTimeoutError extends Error {
   override name = 'UpstreamTimeoutError';
 }
 
+// Each field may be present but undefined: oauth4webapi's custom fetch passes `body: undefined` for a GET.
 type FetchInit = {
-  method?: string;
-  headers?: Record<string, string> | Headers;
-  body?: string | URLSearchParams;
-  signal?: AbortSignal | null;
-  redirect?: 'manual' | 'follow' | 'error';
+  method?: string | undefined;
+  headers?: Record<string, string> | Headers | undefined;
+  body?: string | URLSearchParams | undefined;
+  signal?: AbortSignal | null | undefined;
+  redirect?: 'manual' | 'follow' | 'error' | undefined;
 };
 
 /**
@@ -63,13 +64,13 @@ export function createResilientFetch(options: ResilientFetchOptions) {
       if (init.signal) signals.push(init.signal);
       let pause: number | undefined;
       try {
-        const response = await fetch(url, {
-          method: init.method,
-          headers: init.headers instanceof Headers ? Object.fromEntries(init.headers) : init.headers,
-          body: init.body?.toString(),
-          redirect: init.redirect ?? 'manual',
-          signal: AbortSignal.any(signals),
-        });
+        const request: RequestInit = { redirect: init.redirect ?? 'manual', signal: AbortSignal.any(signals) };
+        if (init.method !== undefined) request.method = init.method;
+        if (init.headers !== undefined) {
+          request.headers = init.headers instanceof Headers ? Object.fromEntries(init.headers) : init.headers;
+        }
+        if (init.body !== undefined) request.body = init.body.toString();
+        const response = await fetch(url, request);
         if (!isRetryable(response.status) || attempt >= settings.maxAttempts)
           return await readCapped(response, settings.maxBodyBytes);
         pause = retryAfterMs(response.headers.get('retry-after'), options.clock.now()) ?? backoff(attempt, random);

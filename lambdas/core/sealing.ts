@@ -30,9 +30,9 @@ export type SealingKey = Buffer & { readonly brand?: 'SealingKey' };
 
 /** The secret part of a client's credentials: the shared secret, or the private key's private parameters. */
 export function secretMaterialOf(credentials: {
-  clientSecret?: string;
-  privateKeyJwk?: JsonWebKey;
-  kmsKeyArn?: string;
+  clientSecret?: string | undefined;
+  privateKeyJwk?: JsonWebKey | undefined;
+  kmsKeyArn?: string | undefined;
 }): string {
   if (credentials.clientSecret !== undefined) return credentials.clientSecret;
   // No secret to bind to: a token stays bound to the key, so moving the client to a new key drops its tokens.

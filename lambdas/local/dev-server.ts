@@ -202,7 +202,7 @@ const aliases = new Set(clientNames.flatMap((name) => [name, adminAliasOf(name)]
 
 interface Answer {
   statusCode: number;
-  headers?: Record<string, string | number | boolean>;
+  headers?: Record<string, string | number | boolean> | undefined;
   body: string;
 }
 

@@ -53,7 +53,7 @@ for (const { entry, bundledName } of [brokerHandler, jwksHandler]) {
 
 // Declarations of the public surface and of what it refers to, laid out as the sources are.
 const config = ts.getParsedCommandLineOfConfigFile(
-  join(repoRoot, 'tsconfig.json'),
+  join(repoRoot, 'tsconfig.cdk.json'),
   {},
   {
     ...ts.sys,
@@ -62,7 +62,7 @@ const config = ts.getParsedCommandLineOfConfigFile(
     },
   },
 );
-if (config === undefined) throw new Error('tsconfig.json could not be read');
+if (config === undefined) throw new Error('tsconfig.cdk.json could not be read');
 const program = ts.createProgram([join(packageDir, 'src/index.ts')], {
   ...config.options,
   noEmit: false,

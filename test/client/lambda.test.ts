@@ -16,8 +16,8 @@ const decoder = new TextDecoder();
 let harness: BrokerHarness;
 
 /** What the Lambda SDK returns: Payload is a Uint8Array (a Uint8ArrayBlobAdapter, to be exact). */
-function payload(value: unknown): InvokeCommandOutput['Payload'] {
-  return encoder.encode(JSON.stringify(value)) as InvokeCommandOutput['Payload'];
+function payload(value: unknown): NonNullable<InvokeCommandOutput['Payload']> {
+  return encoder.encode(JSON.stringify(value)) as NonNullable<InvokeCommandOutput['Payload']>;
 }
 
 function decodePayload(input: InvokeCommandInput | undefined): unknown {

@@ -11,7 +11,7 @@ import { ConfigError } from '../../lambdas/core/config.js';
 import { functionEnvironmentOf } from '../../lambdas/core/settings.js';
 import { environmentVariables, serviceNameVariable } from '../../lambdas/entry/environment.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
-import { TokenBroker } from '../../lib/token-broker.js';
+import { TokenBroker, type TokenBrokerProps } from '../../lib/token-broker.js';
 import { TokenBrokerStack } from '../../lib/token-broker-stack.js';
 import {
   account,
@@ -25,6 +25,22 @@ import {
   shipped,
   synth,
 } from './support.js';
+
+// Every runtime setting is a prop of the construct: a setting added to the table without one fails tsc here
+// (tsconfig.cdk.json, which type-checks the construct).
+type PropsCarryEverySetting = Required<Pick<TokenBrokerProps, (typeof runtimeSettingNames)[number]>>;
+const everySettingAsProp: PropsCarryEverySetting = {
+  refreshWindowSeconds: 1,
+  upstreamBudgetMs: 1,
+  refreshAheadMaxSeconds: 1,
+  secretMaxAgeSeconds: 1,
+};
+
+describe('the construct and the contract name the same runtime settings', () => {
+  it('takes every runtime setting of the contract as a prop', () => {
+    assert.deepEqual(Object.keys(everySettingAsProp).sort(), [...runtimeSettingNames].sort());
+  });
+});
 
 describe('deployment settings in the tokenBroker context', () => {
   it('reads the stack name, stage, throttle, upstream budget, refresh-ahead and secret age', () => {
