@@ -282,3 +282,7 @@ export const environmentVariables = {
 export const serviceNameVariable = 'POWERTOOLS_SERVICE_NAME';
 /** The service name (and metric dimension) of the default deployment, and the handler's fallback. */
 export const defaultServiceName = 'token-broker';
+
+/** The JWS algorithms the broker signs client assertions with. */
+export const assertionAlgorithms = ['RS256', 'RS384', 'PS256', 'PS384', 'ES256', 'ES384'] as const;
+export type AssertionAlgorithm = (typeof assertionAlgorithms)[number];

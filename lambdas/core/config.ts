@@ -1,5 +1,7 @@
 import { visit } from 'jsonc-parser';
 import {
+  type AssertionAlgorithm,
+  assertionAlgorithms,
   maxLifetimeSeconds,
   maxTargetLength,
   type RuntimeSettingName,
@@ -8,7 +10,6 @@ import {
 } from '../contract.js';
 import { checkHostPatterns } from './endpoint-hosts.js';
 import { maxTokenRequestsPerHourLimit } from './issuance-budget.js';
-import { type AssertionAlgorithm, assertionAlgorithms } from './ports.js';
 import { isScopeToken } from './scope.js';
 
 export const authMethods = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;

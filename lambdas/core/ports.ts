@@ -14,9 +14,7 @@ export const systemClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-/** The JWS algorithms the broker signs client assertions with. */
-export const assertionAlgorithms = ['RS256', 'RS384', 'PS256', 'PS384', 'ES256', 'ES384'] as const;
-export type AssertionAlgorithm = (typeof assertionAlgorithms)[number];
+export { type AssertionAlgorithm, assertionAlgorithms } from '../contract.js';
 
 /** A private JWK (RSA, or EC P-256 or P-384) with the kid the server knows it by. */
 export interface PrivateJwk extends JsonWebKey {
