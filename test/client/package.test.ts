@@ -5,7 +5,6 @@
  * package is packed from a copy, so its build here never races other tests importing packages/client/dist.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -22,10 +21,10 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import ts from 'typescript';
 
-const run = promisify(execFile);
+import { npm, run } from '../support/npm.js';
+
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const packageDir = join(repoRoot, 'packages/client');
 const sourceDir = join(packageDir, 'src');
@@ -56,14 +55,6 @@ function sourceImports(): { file: string; specifier: string }[] {
       const { importedFiles } = ts.preProcessFile(readFileSync(file, 'utf8'), true, true);
       return importedFiles.map(({ fileName }) => ({ file, specifier: fileName }));
     });
-}
-
-/** npm as the current npm run/exec invoked it, so the same version packs; plain `npm` otherwise. */
-function npm(args: string[], cwd: string) {
-  const npmCli = process.env.npm_execpath;
-  return npmCli !== undefined && basename(npmCli).startsWith('npm-cli')
-    ? run(process.execPath, [npmCli, ...args], { cwd })
-    : run('npm', args, { cwd });
 }
 
 describe('@token-broker/client: its dependencies', () => {

@@ -6,7 +6,6 @@
  * proves the functions' code comes pre-bundled from the package.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -18,12 +17,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
-const run = promisify(execFile);
+import { npm, run } from '../support/npm.js';
+
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const packageName = '@token-broker/cdk';
 const peers = ['aws-cdk-lib', 'constructs'];
@@ -39,14 +38,6 @@ interface CfnResource {
 }
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
-
-/** npm as the current npm run/exec invoked it, so the same version packs; plain `npm` otherwise. */
-function npm(args: string[], cwd: string) {
-  const npmCli = process.env.npm_execpath;
-  return npmCli !== undefined && basename(npmCli).startsWith('npm-cli')
-    ? run(process.execPath, [npmCli, ...args], { cwd })
-    : run('npm', args, { cwd });
-}
 
 /** The environment of a process outside this repository: no tsx loader, no test runner's options. */
 function outsideEnvironment(): NodeJS.ProcessEnv {

@@ -18,6 +18,7 @@ import { environmentVariables } from '../../lambdas/entry/environment.js';
 import { localDeployment } from '../../lambdas/local/embedded-clients.js';
 import { parseTokenBrokerContext } from '../../lib/context.js';
 import { TokenBroker, type TokenBrokerProps } from '../../lib/token-broker.js';
+import { problemsThrownBy } from '../support/config-problems.js';
 import { runScript } from '../support/dev-server-process.js';
 import { RecordingLogger } from '../support/fakes.js';
 import { account, bwell, cdkJson, env, shipped } from './support.js';
@@ -38,15 +39,7 @@ function cdkJsonWith(tokenBrokerText: string): { url: URL; text: string } {
   return { url: pathToFileURL(path), text };
 }
 
-function problemsOf(run: () => unknown): readonly string[] {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
+const problemsOf = problemsThrownBy;
 
 /** The construct, used on its own as a platform team's app would. */
 function construct(props: TokenBrokerProps, stackEnv: { account?: string; region?: string } = env): TokenBroker {

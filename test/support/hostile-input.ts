@@ -296,6 +296,16 @@ export class HostileInputBroker {
     return this.harness.close();
   }
 
+  /** Every refusal since `logsBefore` (an offset into the captured output) was logged, and none repeats `marker`. */
+  assertRefusalsLoggedWithout(logsBefore: number, refusals: number, marker: string): void {
+    const logs = this.harness.output.text().slice(logsBefore);
+    assert.equal(logs.split('token request refused').length - 1, refusals, 'every refusal was logged');
+    assert.ok(
+      !logs.includes(marker),
+      `a log line repeats the client name: ${shown(logs.slice(logs.indexOf(marker) - 100))}`,
+    );
+  }
+
   isRegistered(client: string): boolean {
     return Object.hasOwn(this.registry, client);
   }

@@ -15,7 +15,7 @@ import {
   runtimeSettingNames,
   runtimeSettings,
 } from '../../lambdas/contract.js';
-import { ConfigError, clientNamePattern } from '../../lambdas/core/config.js';
+import { clientNamePattern } from '../../lambdas/core/config.js';
 import {
   functionEnvironmentOf,
   parseTokenBrokerSettings,
@@ -25,6 +25,7 @@ import {
 } from '../../lambdas/core/settings.js';
 import { createBrokerFromEnvironment } from '../../lambdas/entry/compose.js';
 import { applyRuntimeSettings } from '../../lambdas/local/embedded-clients.js';
+import { problemsThrownBy } from '../support/config-problems.js';
 import { RecordingLogger } from '../support/fakes.js';
 
 const clients = {
@@ -36,16 +37,7 @@ const clients = {
 };
 const sealingSecretArn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:token-broker/sealing-key-AbCdEf';
 
-/** The problems one ConfigError names. */
-function problemsOf(run: () => unknown): readonly string[] {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error));
-    return error.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
+const problemsOf = problemsThrownBy;
 
 /** The function's cold start on an environment that lacks nothing but what `variables` adds. */
 function coldStart(variables: Record<string, string>): void {
