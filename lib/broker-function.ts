@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import { apiGatewayAliasName, functionTimeoutMs } from '../lambdas/contract.js';
+import { apiGatewayAliasName, functionTimeoutMs, type RuntimeSettingName } from '../lambdas/contract.js';
 import type { ClientRegistry } from '../lambdas/core/config.js';
 import { functionEnvironmentOf } from '../lambdas/core/settings.js';
 import { environmentVariables, serviceNameVariable } from '../lambdas/entry/environment.js';
@@ -39,10 +39,7 @@ const memorySizeMb = 512;
 const timeout = Duration.millis(functionTimeoutMs);
 
 /** The props that become the function's settings (environment variables) when given. */
-export type FunctionSettings = Pick<
-  TokenBrokerProps,
-  'refreshWindowSeconds' | 'upstreamBudgetMs' | 'refreshAheadMaxSeconds' | 'secretMaxAgeSeconds' | 'tokenEndpointHosts'
->;
+export type FunctionSettings = Pick<TokenBrokerProps, RuntimeSettingName | 'tokenEndpointHosts'>;
 
 export interface BrokerFunctionProps {
   readonly clients: ClientRegistry;
